@@ -1,0 +1,33 @@
+//! `google-emulator --port P`: the local Google on 127.0.0.1, standalone.
+
+use clap::Parser;
+
+/// A local Google (IAM keys, OAuth token endpoint, Vertex AI) on 127.0.0.1, for tests and demos.
+#[derive(Parser)]
+#[command(version, about, after_help = "Example:\n  google-emulator --port 8085")]
+struct Args {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args = Args::parse();
+    let emulator = google_emulator::Emulator::start_on(args.port).await?;
+    let url = emulator.url();
+    println!("google-emulator listening on {url}");
+    println!();
+    println!("Seed a service account and get its key file:");
+    println!(
+        "  curl -s -X POST {url}/emulator/v1/accounts -H 'content-type: application/json' \\\n    -d '{{\"email\":\"app@demo.iam.gserviceaccount.com\"}}' | jq .key_file > key.json"
+    );
+    println!("Point the project at it:  export VERTEX_BROKER_IAM_ENDPOINT={url}");
+    println!("Inject a fault:  curl -s -X POST {url}/emulator/v1/faults -H 'content-type: application/json' -d '{{\"endpoint\":\"iam.create\",\"status\":503}}'");
+    tokio::signal::ctrl_c().await?;
+    emulator.stop();
+    Ok(())
+}

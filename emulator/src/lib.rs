@@ -1,0 +1,222 @@
+//! A local Google for tests and `vertex-broker dev`, reached over HTTP exactly like Google.
+//!
+//! | module | what it emulates |
+//! |---|---|
+//! | [`iam`] | `iam.googleapis.com/v1` service-account keys: create, list, get, delete, disable, enable |
+//! | [`oauth`] | the OAuth token endpoint (JWT-bearer grant: access and ID tokens) and `/oauth2/v3/certs` |
+//! | [`vertex`] | Vertex AI `:predict` and `:generateContent` |
+//! | [`admin`] | `/emulator/v1/...`: seed accounts, inject faults, set propagation delay, read counters |
+//! | [`state`] | the world behind them: accounts, keys, issued tokens, faults, counters |
+//! | [`google_error`] | Google's error bodies |
+//! | [`crypto`] | RSA keys, PEM and RS256 JWTs on aws-lc-rs |
+//!
+//! Google's behaviour it keeps: RS256 assertions verified against the keys it minted (by `kid`,
+//! else any enabled key), at most 10 keys per account, the key-creation org policy, new keys
+//! invisible and unusable for a propagation delay, and Google's error bodies throughout.
+
+pub mod admin;
+pub mod crypto;
+pub mod google_error;
+pub mod iam;
+pub mod oauth;
+pub mod state;
+pub mod vertex;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::oneshot;
+
+use state::World;
+pub use state::{Counters, Fault, KeyInfo};
+
+/// State shared by every handler.
+pub struct Shared {
+    world: Mutex<World>,
+}
+
+impl Shared {
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a pending fault for `endpoint`: waits its delay, then returns its status, if any.
+    async fn take_fault(&self, endpoint: &str) -> Option<u16> {
+        let fault = self.world().take_fault(endpoint)?;
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        }
+        fault.status
+    }
+
+    async fn fault(&self, endpoint: &str) -> Option<google_error::ApiError> {
+        self.take_fault(endpoint)
+            .await
+            .map(google_error::ApiError::for_status)
+    }
+}
+
+/// A running emulator on 127.0.0.1. Dropping it stops the server.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Emulator {
+    /// Starts on a free loopback port.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(0).await
+    }
+
+    /// Starts on 127.0.0.1:`port` (0 picks a free one).
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            world: Mutex::new(World::new(format!("http://{addr}"))),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = router(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            shared,
+            addr,
+            stop: Some(stop),
+        })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:PORT`; use it as `VERTEX_BROKER_IAM_ENDPOINT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The token endpoint that minted key files name as `token_uri`.
+    pub fn token_uri(&self) -> String {
+        self.shared.world().token_uri()
+    }
+
+    /// Creates the account if needed and mints a key for it that works at once (no propagation
+    /// delay, no limit check bypass): returns the JSON key file as Google would issue it.
+    pub fn seed_key(&self, email: &str) -> String {
+        admin::seed_key(&self.shared, email)
+    }
+
+    /// Lets `admin` manage `target`'s keys (as an IAM role binding would).
+    pub fn grant_key_admin(&self, target: &str, admin: &str) {
+        let mut world = self.shared.world();
+        world.account_mut(admin);
+        world.account_mut(target).admins.insert(admin.to_string());
+    }
+
+    /// Applies (or lifts) the `iam.disableServiceAccountKeyCreation` org policy to `email`.
+    pub fn set_key_creation_disabled(&self, email: &str, disabled: bool) {
+        self.shared.world().account_mut(email).key_creation_disabled = disabled;
+    }
+
+    /// Denies (or grants) `email` the Vertex AI predict permission.
+    pub fn set_vertex_denied(&self, email: &str, denied: bool) {
+        self.shared.world().account_mut(email).vertex_denied = denied;
+    }
+
+    /// How long new keys stay invisible and unusable.
+    pub fn set_propagation_delay(&self, delay: Duration) {
+        self.shared.world().propagation_delay = delay;
+    }
+
+    /// Queues a fault for the next `fault.count` calls of `fault.endpoint`.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.world().faults.push_back(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.world().faults.clear();
+    }
+
+    /// Faults not yet consumed.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.shared.world().faults.iter().cloned().collect()
+    }
+
+    pub fn counters(&self, email: &str) -> Counters {
+        self.shared
+            .world()
+            .counters
+            .get(email)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// How many calls an endpoint (`iam.create`, `token`, ...) received.
+    pub fn calls(&self, endpoint: &str) -> u64 {
+        self.shared
+            .world()
+            .calls
+            .get(endpoint)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every key of the account, propagated or not.
+    pub fn keys(&self, email: &str) -> Vec<KeyInfo> {
+        self.shared.world().key_infos(email)
+    }
+
+    /// The account an access token belongs to, if it is one we issued and it is unexpired.
+    pub fn token_account(&self, access_token: &str) -> Option<String> {
+        self.shared
+            .world()
+            .bearer(access_token)
+            .map(|t| t.email.clone())
+    }
+
+    /// Stops the server and waits until it no longer accepts connections.
+    pub fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let sa = "/v1/projects/{project}/serviceAccounts/{email}";
+    Router::new()
+        .route(&format!("{sa}/keys"), get(iam::list).post(iam::create))
+        .route(
+            &format!("{sa}/keys/{{key}}"),
+            get(iam::get).delete(iam::delete).post(iam::action),
+        )
+        .route("/token", post(oauth::token))
+        .route("/oauth2/v3/certs", get(oauth::certs))
+        .route(
+            "/v1/projects/{project}/locations/{location}/endpoints/{endpoint}",
+            post(vertex::endpoint),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}",
+            post(vertex::model),
+        )
+        .merge(admin::routes())
+        .with_state(shared)
+}

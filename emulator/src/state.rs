@@ -1,0 +1,251 @@
+//! The emulator's world: service accounts, their keys, issued tokens, faults and counters.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, GeneratedKey, SigningKey};
+
+/// Google's limit on user-managed keys per service account.
+pub const MAX_KEYS: usize = 10;
+/// Longest assertion lifetime Google accepts.
+pub const MAX_ASSERTION_LIFETIME: i64 = 3600;
+/// Clock skew tolerated on `iat` / `exp`.
+pub const CLOCK_SKEW: i64 = 300;
+/// Lifetime of issued access and ID tokens.
+pub const TOKEN_LIFETIME: i64 = 3600;
+
+pub struct Key {
+    pub id: String,
+    pub public_der: Vec<u8>,
+    pub created: DateTime<Utc>,
+    /// Before this instant the key is invisible to list/get and cannot mint tokens.
+    pub propagated_at: DateTime<Utc>,
+    pub disabled: bool,
+}
+
+impl Key {
+    pub fn propagated(&self, now: DateTime<Utc>) -> bool {
+        now >= self.propagated_at
+    }
+}
+
+#[derive(Default)]
+pub struct Account {
+    pub keys: Vec<Key>,
+    /// Accounts (other than itself) allowed to manage this account's keys.
+    pub admins: HashSet<String>,
+    /// The org policy `iam.disableServiceAccountKeyCreation` applies.
+    pub key_creation_disabled: bool,
+    /// The account lacks `aiplatform.endpoints.predict`.
+    pub vertex_denied: bool,
+    pub client_id: String,
+}
+
+pub struct IssuedToken {
+    pub email: String,
+    pub scopes: Vec<String>,
+    pub expires: DateTime<Utc>,
+}
+
+/// A failure (or slowness) injected into the next `count` calls of one endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Fault {
+    /// `iam.create`, `iam.list`, `iam.get`, `iam.delete`, `iam.disable`, `iam.enable`, `token`, `vertex`.
+    pub endpoint: String,
+    /// How many consecutive calls it applies to.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// HTTP status to answer with (Google's body for it); none means the call proceeds after the delay.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Delay before the call is processed (a client with a shorter timeout sees a timeout).
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Per-account counters that tests read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counters {
+    pub access_tokens: u64,
+    pub id_tokens: u64,
+    pub keys_created: u64,
+    pub keys_deleted: u64,
+    pub token_failures: u64,
+}
+
+/// The public view of a key, for tests and the admin API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyInfo {
+    pub id: String,
+    pub disabled: bool,
+    pub propagated: bool,
+    pub created: DateTime<Utc>,
+}
+
+pub struct World {
+    pub base_url: String,
+    pub accounts: BTreeMap<String, Account>,
+    pub tokens: HashMap<String, IssuedToken>,
+    pub faults: VecDeque<Fault>,
+    pub counters: HashMap<String, Counters>,
+    pub calls: HashMap<String, u64>,
+    pub propagation_delay: Duration,
+    pub signing_key: SigningKey,
+}
+
+impl World {
+    pub fn new(base_url: String) -> Self {
+        Self {
+            base_url,
+            accounts: BTreeMap::new(),
+            tokens: HashMap::new(),
+            faults: VecDeque::new(),
+            counters: HashMap::new(),
+            calls: HashMap::new(),
+            propagation_delay: Duration::ZERO,
+            signing_key: SigningKey::generate(),
+        }
+    }
+
+    pub fn token_uri(&self) -> String {
+        format!("{}/token", self.base_url)
+    }
+
+    pub fn account_mut(&mut self, email: &str) -> &mut Account {
+        self.accounts
+            .entry(email.to_string())
+            .or_insert_with(|| Account {
+                client_id: numeric_id(email),
+                ..Account::default()
+            })
+    }
+
+    pub fn counters_mut(&mut self, email: &str) -> &mut Counters {
+        self.counters.entry(email.to_string()).or_default()
+    }
+
+    /// Counts the call and takes the first pending fault for `endpoint`, if any.
+    pub fn take_fault(&mut self, endpoint: &str) -> Option<Fault> {
+        *self.calls.entry(endpoint.to_string()).or_default() += 1;
+        let pos = self.faults.iter().position(|f| f.endpoint == endpoint)?;
+        let fault = self.faults[pos].clone();
+        if self.faults[pos].count <= 1 {
+            self.faults.remove(pos);
+        } else {
+            self.faults[pos].count -= 1;
+        }
+        Some(fault)
+    }
+
+    /// Adds a key generated outside the lock; `propagate_now` skips the propagation delay.
+    pub fn add_key(
+        &mut self,
+        email: &str,
+        generated: &GeneratedKey,
+        propagate_now: bool,
+    ) -> String {
+        let now = Utc::now();
+        let delay = if propagate_now {
+            chrono::Duration::zero()
+        } else {
+            chrono::Duration::from_std(self.propagation_delay)
+                .unwrap_or_else(|_| chrono::Duration::zero())
+        };
+        let id = crypto::random_hex(20);
+        self.account_mut(email).keys.push(Key {
+            id: id.clone(),
+            public_der: generated.public_der.clone(),
+            created: now,
+            propagated_at: now + delay,
+            disabled: false,
+        });
+        self.counters_mut(email).keys_created += 1;
+        id
+    }
+
+    /// The JSON key file Google hands out for a new key (fields in Google's order).
+    pub fn key_file(&self, email: &str, key_id: &str, private_pem: &str) -> String {
+        let account = &self.accounts[email];
+        let file = KeyFile {
+            r#type: "service_account",
+            project_id: project_of(email),
+            private_key_id: key_id,
+            private_key: private_pem,
+            client_email: email,
+            client_id: &account.client_id,
+            auth_uri: "https://accounts.google.com/o/oauth2/auth",
+            token_uri: self.token_uri(),
+            auth_provider_x509_cert_url: "https://www.googleapis.com/oauth2/v1/certs",
+            client_x509_cert_url: format!(
+                "https://www.googleapis.com/robot/v1/metadata/x509/{}",
+                email.replace('@', "%40")
+            ),
+            universe_domain: "googleapis.com",
+        };
+        let mut text = serde_json::to_string_pretty(&file).expect("key file serializes");
+        text.push('\n');
+        text
+    }
+
+    pub fn key_infos(&self, email: &str) -> Vec<KeyInfo> {
+        let now = Utc::now();
+        self.accounts
+            .get(email)
+            .map(|a| {
+                a.keys
+                    .iter()
+                    .map(|k| KeyInfo {
+                        id: k.id.clone(),
+                        disabled: k.disabled,
+                        propagated: k.propagated(now),
+                        created: k.created,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The account behind a bearer token, when the token is one we issued and still valid.
+    pub fn bearer(&self, token: &str) -> Option<&IssuedToken> {
+        self.tokens.get(token).filter(|t| t.expires > Utc::now())
+    }
+}
+
+#[derive(Serialize)]
+struct KeyFile<'a> {
+    r#type: &'a str,
+    project_id: &'a str,
+    private_key_id: &'a str,
+    private_key: &'a str,
+    client_email: &'a str,
+    client_id: &'a str,
+    auth_uri: &'a str,
+    token_uri: String,
+    auth_provider_x509_cert_url: &'a str,
+    client_x509_cert_url: String,
+    universe_domain: &'a str,
+}
+
+/// `sa@PROJECT.iam.gserviceaccount.com` -> `PROJECT`.
+pub fn project_of(email: &str) -> &str {
+    email
+        .split_once('@')
+        .and_then(|(_, domain)| domain.strip_suffix(".iam.gserviceaccount.com"))
+        .unwrap_or("emulator-project")
+}
+
+/// A stable 21-digit id, as Google gives each account.
+fn numeric_id(email: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in email.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    format!("1{:020}", h)
+}
