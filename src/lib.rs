@@ -1,1 +1,24 @@
-//! placeholder
+//! vertex-broker: Google service-account keys kept in AWS Secrets Manager, rotated on schedule,
+//! and turned into short-lived Google tokens for code running next to the broker.
+//!
+//! Where to find things:
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`config`] | every environment variable, its default and its validation |
+//! | [`key`] | `ServiceAccountKey`: parse and validate a Google JSON key file; redacted, zeroized |
+//! | [`google::iam`] | `IamClient`: create/list/get/delete/disable/enable keys; Google errors typed |
+//! | [`google::token`] | mint access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |
+//! | [`store`] | `SecretStore`, the storage seam: Secrets Manager and in-memory implementations |
+//! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI |
+//! | [`telemetry`] | log setup (JSON in Lambda) and CloudWatch Embedded Metric Format lines |
+//!
+//! The rotation Lambda is the `rotation/` crate (binary `bootstrap`); the local Google used by
+//! tests and `dev` is the `emulator/` crate (binary `google-emulator`).
+
+pub mod config;
+pub mod google;
+pub mod key;
+pub mod rotation;
+pub mod store;
+pub mod telemetry;

@@ -40,10 +40,7 @@ struct NewAccount {
     admins: Vec<String>,
 }
 
-async fn create_account(
-    State(shared): State<Arc<Shared>>,
-    Json(req): Json<NewAccount>,
-) -> Response {
+async fn create_account(State(shared): State<Arc<Shared>>, Json(req): Json<NewAccount>) -> Response {
     if !req.email.contains('@') {
         return (
             axum::http::StatusCode::BAD_REQUEST,
@@ -53,9 +50,7 @@ async fn create_account(
     }
     let shared2 = shared.clone();
     let email = req.email.clone();
-    let key_file = tokio::task::spawn_blocking(move || seed_key(&shared2, &email))
-        .await
-        .expect("keygen task");
+    let key_file = tokio::task::spawn_blocking(move || seed_key(&shared2, &email)).await.expect("keygen task");
     let mut world = shared.world();
     for admin in req.admins {
         world.account_mut(&admin);
@@ -77,11 +72,7 @@ struct Policy {
     vertex_denied: Option<bool>,
 }
 
-async fn policy(
-    State(shared): State<Arc<Shared>>,
-    Path(email): Path<String>,
-    Json(p): Json<Policy>,
-) -> Json<Value> {
+async fn policy(State(shared): State<Arc<Shared>>, Path(email): Path<String>, Json(p): Json<Policy>) -> Json<Value> {
     let mut world = shared.world();
     let account = world.account_mut(&email);
     if let Some(v) = p.key_creation_disabled {
@@ -90,9 +81,7 @@ async fn policy(
     if let Some(v) = p.vertex_denied {
         account.vertex_denied = v;
     }
-    Json(
-        json!({"key_creation_disabled": account.key_creation_disabled, "vertex_denied": account.vertex_denied}),
-    )
+    Json(json!({"key_creation_disabled": account.key_creation_disabled, "vertex_denied": account.vertex_denied}))
 }
 
 async fn add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<Fault>) -> Json<Value> {

@@ -17,10 +17,7 @@ pub struct GeneratedKey {
 pub fn generate_rsa_2048() -> GeneratedKey {
     let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
     let der = pair.as_der().expect("PKCS#8 encoding");
-    GeneratedKey {
-        private_pem: pem("PRIVATE KEY", der.as_ref()),
-        public_der: pair.public_key().as_ref().to_vec(),
-    }
+    GeneratedKey { private_pem: pem("PRIVATE KEY", der.as_ref()), public_der: pair.public_key().as_ref().to_vec() }
 }
 
 /// The emulator's own signing key (Google's, for ID tokens), with its JWK parts.
@@ -31,27 +28,16 @@ pub struct SigningKey {
 
 impl SigningKey {
     pub fn generate() -> Self {
-        Self {
-            pair: KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"),
-            kid: random_hex(20),
-        }
+        Self { pair: KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"), kid: random_hex(20) }
     }
 
     pub fn sign_jwt(&self, claims: &Value) -> String {
         let header = serde_json::json!({"alg": "RS256", "kid": self.kid, "typ": "JWT"});
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut sig = vec![0; self.pair.public_modulus_len()];
         self.pair
-            .sign(
-                &signature::RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                signing_input.as_bytes(),
-                &mut sig,
-            )
+            .sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), signing_input.as_bytes(), &mut sig)
             .expect("RS256 signature");
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
@@ -70,6 +56,13 @@ impl SigningKey {
     }
 }
 
+/// Base64url that accepts padded and unpadded input, as Google does (yup-oauth2 pads).
+const URL_SAFE_ANY_PAD: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 /// A JWT split into its parts, signature not yet checked.
 pub struct Jwt {
     pub header: Value,
@@ -85,14 +78,9 @@ impl Jwt {
         if parts.next().is_some() {
             return None;
         }
-        let header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
-        let claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
-        Some(Self {
-            header,
-            claims,
-            signing_input: format!("{h}.{c}"),
-            signature: URL_SAFE_NO_PAD.decode(s).ok()?,
-        })
+        let header = serde_json::from_slice(&URL_SAFE_ANY_PAD.decode(h).ok()?).ok()?;
+        let claims = serde_json::from_slice(&URL_SAFE_ANY_PAD.decode(c).ok()?).ok()?;
+        Some(Self { header, claims, signing_input: format!("{h}.{c}"), signature: URL_SAFE_ANY_PAD.decode(s).ok()? })
     }
 
     /// True when the header says RS256 and the signature verifies under `public_der` (PKCS#1).
@@ -117,16 +105,12 @@ pub fn pem(label: &str, der: &[u8]) -> String {
 
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .expect("system randomness");
+    SystemRandom::new().fill(&mut buf).expect("system randomness");
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .expect("system randomness");
+    SystemRandom::new().fill(&mut buf).expect("system randomness");
     URL_SAFE_NO_PAD.encode(buf)
 }

@@ -16,12 +16,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, status: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            status,
-            message: message.into(),
-            details: Vec::new(),
-        }
+        Self { code, status, message: message.into(), details: Vec::new() }
     }
 
     pub fn unauthenticated() -> Self {
@@ -40,12 +35,7 @@ impl ApiError {
     }
 
     pub fn insufficient_scopes() -> Self {
-        Self::new(
-            403,
-            "PERMISSION_DENIED",
-            "Request had insufficient authentication scopes.",
-        )
-        .with_detail(json!({
+        Self::new(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.").with_detail(json!({
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",
             "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
             "domain": "googleapis.com"
@@ -56,9 +46,7 @@ impl ApiError {
         Self::new(
             403,
             "PERMISSION_DENIED",
-            format!(
-                "Permission '{permission}' denied on resource '{resource}' (or it may not exist)."
-            ),
+            format!("Permission '{permission}' denied on resource '{resource}' (or it may not exist)."),
         )
         .with_detail(json!({
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -69,27 +57,20 @@ impl ApiError {
     }
 
     pub fn key_limit() -> Self {
-        Self::new(
-            429,
-            "RESOURCE_EXHAUSTED",
-            "Maximum number of keys on account reached.",
-        )
+        Self::new(429, "RESOURCE_EXHAUSTED", "Maximum number of keys on account reached.")
     }
 
     pub fn key_creation_disabled() -> Self {
-        Self::new(
-            400,
-            "FAILED_PRECONDITION",
-            "Key creation is not allowed on this service account.",
+        Self::new(400, "FAILED_PRECONDITION", "Key creation is not allowed on this service account.").with_detail(
+            json!({
+                "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                "violations": [{
+                    "type": "constraints/iam.disableServiceAccountKeyCreation",
+                    "subject": "orgpolicy:projects/-",
+                    "description": "Key creation is not allowed on this service account."
+                }]
+            }),
         )
-        .with_detail(json!({
-            "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
-            "violations": [{
-                "type": "constraints/iam.disableServiceAccountKeyCreation",
-                "subject": "orgpolicy:projects/-",
-                "description": "Key creation is not allowed on this service account."
-            }]
-        }))
     }
 
     /// The body Google sends with an injected or overload status.
@@ -99,17 +80,9 @@ impl ApiError {
             500 => Self::new(500, "INTERNAL", "Internal error encountered."),
             502 | 503 => Self::new(code, "UNAVAILABLE", "The service is currently unavailable."),
             504 => Self::new(504, "DEADLINE_EXCEEDED", "Deadline exceeded."),
-            400 => Self::new(
-                400,
-                "INVALID_ARGUMENT",
-                "Request contains an invalid argument.",
-            ),
+            400 => Self::new(400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
             401 => Self::unauthenticated(),
-            403 => Self::new(
-                403,
-                "PERMISSION_DENIED",
-                "The caller does not have permission",
-            ),
+            403 => Self::new(403, "PERMISSION_DENIED", "The caller does not have permission"),
             404 => Self::new(404, "NOT_FOUND", "Requested entity was not found."),
             _ => Self::new(code, "UNKNOWN", "Injected failure."),
         }
@@ -142,11 +115,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn invalid_grant(description: impl Into<String>) -> Self {
-        Self {
-            http: 400,
-            error: "invalid_grant",
-            description: description.into(),
-        }
+        Self { http: 400, error: "invalid_grant", description: description.into() }
     }
     pub fn bad_signature() -> Self {
         Self::invalid_grant("Invalid JWT Signature.")
@@ -165,10 +134,6 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.http).unwrap_or(StatusCode::BAD_REQUEST);
-        (
-            status,
-            Json(json!({"error": self.error, "error_description": self.description})),
-        )
-            .into_response()
+        (status, Json(json!({"error": self.error, "error_description": self.description}))).into_response()
     }
 }

@@ -21,10 +21,7 @@ const IAM_SCOPE: &str = "https://www.googleapis.com/auth/iam";
 const NEVER: &str = "9999-12-31T23:59:59Z";
 
 fn key_name(email: &str, id: &str) -> String {
-    format!(
-        "projects/{}/serviceAccounts/{email}/keys/{id}",
-        project_of(email)
-    )
+    format!("projects/{}/serviceAccounts/{email}/keys/{id}", project_of(email))
 }
 
 fn key_json(email: &str, key: &Key) -> Value {
@@ -44,42 +41,20 @@ fn key_json(email: &str, key: &Key) -> Value {
 
 /// Checks the bearer token: issued by us, unexpired, with a scope that reaches IAM, and held by
 /// the target account itself or one of its configured admins.
-pub(crate) fn authorize(
-    world: &World,
-    headers: &HeaderMap,
-    target: &str,
-    permission: &str,
-) -> Result<(), ApiError> {
-    let token = bearer(headers)
-        .and_then(|t| world.bearer(t))
-        .ok_or_else(ApiError::unauthenticated)?;
-    if !token
-        .scopes
-        .iter()
-        .any(|s| s == CLOUD_PLATFORM || s == IAM_SCOPE)
-    {
+pub(crate) fn authorize(world: &World, headers: &HeaderMap, target: &str, permission: &str) -> Result<(), ApiError> {
+    let token = bearer(headers).and_then(|t| world.bearer(t)).ok_or_else(ApiError::unauthenticated)?;
+    if !token.scopes.iter().any(|s| s == CLOUD_PLATFORM || s == IAM_SCOPE) {
         return Err(ApiError::insufficient_scopes());
     }
-    let allowed = world
-        .accounts
-        .get(target)
-        .is_some_and(|a| token.email == target || a.admins.contains(&token.email));
+    let allowed = world.accounts.get(target).is_some_and(|a| token.email == target || a.admins.contains(&token.email));
     if !allowed {
-        return Err(ApiError::permission_denied(
-            permission,
-            &format!("projects/-/serviceAccounts/{target}"),
-        ));
+        return Err(ApiError::permission_denied(permission, &format!("projects/-/serviceAccounts/{target}")));
     }
     Ok(())
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 #[derive(Deserialize)]
@@ -102,19 +77,12 @@ pub async fn list(
         return e.into_response();
     }
     // Only user-managed keys exist here; a SYSTEM_MANAGED-only filter finds none.
-    if q.key_types
-        .as_deref()
-        .is_some_and(|t| !t.contains("USER_MANAGED"))
-    {
+    if q.key_types.as_deref().is_some_and(|t| !t.contains("USER_MANAGED")) {
         return Json(json!({})).into_response();
     }
     let now = chrono::Utc::now();
-    let keys: Vec<Value> = world.accounts[&email]
-        .keys
-        .iter()
-        .filter(|k| k.propagated(now))
-        .map(|k| key_json(&email, k))
-        .collect();
+    let keys: Vec<Value> =
+        world.accounts[&email].keys.iter().filter(|k| k.propagated(now)).map(|k| key_json(&email, k)).collect();
     if keys.is_empty() {
         Json(json!({})).into_response()
     } else {
@@ -144,20 +112,14 @@ pub async fn create(
         }
     }
     // Key generation is the slow part: do it outside the lock.
-    let generated = tokio::task::spawn_blocking(crypto::generate_rsa_2048)
-        .await
-        .expect("keygen task");
+    let generated = tokio::task::spawn_blocking(crypto::generate_rsa_2048).await.expect("keygen task");
     let mut world = shared.world();
     if world.accounts[&email].keys.len() >= MAX_KEYS {
         return ApiError::key_limit().into_response();
     }
     let id = world.add_key(&email, &generated, false);
     let file = world.key_file(&email, &id, &generated.private_pem);
-    let key = world.accounts[&email]
-        .keys
-        .iter()
-        .find(|k| k.id == id)
-        .expect("just added");
+    let key = world.accounts[&email].keys.iter().find(|k| k.id == id).expect("just added");
     let mut body = key_json(&email, key);
     body["privateKeyType"] = json!("TYPE_GOOGLE_CREDENTIALS_FILE");
     body["privateKeyData"] = json!(STANDARD.encode(file));
@@ -165,14 +127,7 @@ pub async fn create(
 }
 
 fn not_found(email: &str, id: &str) -> ApiError {
-    ApiError::new(
-        404,
-        "NOT_FOUND",
-        format!(
-            "Service account key {} does not exist.",
-            key_name(email, id)
-        ),
-    )
+    ApiError::new(404, "NOT_FOUND", format!("Service account key {} does not exist.", key_name(email, id)))
 }
 
 pub async fn get(
@@ -188,11 +143,7 @@ pub async fn get(
         return e.into_response();
     }
     let now = chrono::Utc::now();
-    match world.accounts[&email]
-        .keys
-        .iter()
-        .find(|k| k.id == id && k.propagated(now))
-    {
+    match world.accounts[&email].keys.iter().find(|k| k.id == id && k.propagated(now)) {
         Some(k) => Json(key_json(&email, k)).into_response(),
         None => not_found(&email, &id).into_response(),
     }
@@ -231,32 +182,17 @@ pub async fn action(
     let disable = match verb {
         "disable" => true,
         "enable" => false,
-        _ => {
-            return ApiError::new(404, "NOT_FOUND", format!("Method not found: {verb}"))
-                .into_response()
-        }
+        _ => return ApiError::new(404, "NOT_FOUND", format!("Method not found: {verb}")).into_response(),
     };
-    if let Some(err) = shared
-        .fault(if disable { "iam.disable" } else { "iam.enable" })
-        .await
-    {
+    if let Some(err) = shared.fault(if disable { "iam.disable" } else { "iam.enable" }).await {
         return err.into_response();
     }
     let mut world = shared.world();
-    let permission = if disable {
-        "iam.serviceAccountKeys.disable"
-    } else {
-        "iam.serviceAccountKeys.enable"
-    };
+    let permission = if disable { "iam.serviceAccountKeys.disable" } else { "iam.serviceAccountKeys.enable" };
     if let Err(e) = authorize(&world, &headers, &email, permission) {
         return e.into_response();
     }
-    match world
-        .account_mut(&email)
-        .keys
-        .iter_mut()
-        .find(|k| k.id == id)
-    {
+    match world.account_mut(&email).keys.iter_mut().find(|k| k.id == id) {
         Some(k) => {
             k.disabled = disable;
             Json(json!({})).into_response()

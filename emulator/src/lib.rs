@@ -53,9 +53,7 @@ impl Shared {
     }
 
     async fn fault(&self, endpoint: &str) -> Option<google_error::ApiError> {
-        self.take_fault(endpoint)
-            .await
-            .map(google_error::ApiError::for_status)
+        self.take_fault(endpoint).await.map(google_error::ApiError::for_status)
     }
 }
 
@@ -76,9 +74,7 @@ impl Emulator {
     pub async fn start_on(port: u16) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            world: Mutex::new(World::new(format!("http://{addr}"))),
-        });
+        let shared = Arc::new(Shared { world: Mutex::new(World::new(format!("http://{addr}"))) });
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(shared.clone());
         tokio::spawn(async move {
@@ -88,11 +84,7 @@ impl Emulator {
                 })
                 .await;
         });
-        Ok(Self {
-            shared,
-            addr,
-            stop: Some(stop),
-        })
+        Ok(Self { shared, addr, stop: Some(stop) })
     }
 
     /// Base URL, e.g. `http://127.0.0.1:PORT`; use it as `VERTEX_BROKER_IAM_ENDPOINT`.
@@ -152,22 +144,12 @@ impl Emulator {
     }
 
     pub fn counters(&self, email: &str) -> Counters {
-        self.shared
-            .world()
-            .counters
-            .get(email)
-            .cloned()
-            .unwrap_or_default()
+        self.shared.world().counters.get(email).cloned().unwrap_or_default()
     }
 
     /// How many calls an endpoint (`iam.create`, `token`, ...) received.
     pub fn calls(&self, endpoint: &str) -> u64 {
-        self.shared
-            .world()
-            .calls
-            .get(endpoint)
-            .copied()
-            .unwrap_or(0)
+        self.shared.world().calls.get(endpoint).copied().unwrap_or(0)
     }
 
     /// Every key of the account, propagated or not.
@@ -177,10 +159,7 @@ impl Emulator {
 
     /// The account an access token belongs to, if it is one we issued and it is unexpired.
     pub fn token_account(&self, access_token: &str) -> Option<String> {
-        self.shared
-            .world()
-            .bearer(access_token)
-            .map(|t| t.email.clone())
+        self.shared.world().bearer(access_token).map(|t| t.email.clone())
     }
 
     /// Stops the server and waits until it no longer accepts connections.
@@ -203,20 +182,11 @@ fn router(shared: Arc<Shared>) -> Router {
     let sa = "/v1/projects/{project}/serviceAccounts/{email}";
     Router::new()
         .route(&format!("{sa}/keys"), get(iam::list).post(iam::create))
-        .route(
-            &format!("{sa}/keys/{{key}}"),
-            get(iam::get).delete(iam::delete).post(iam::action),
-        )
+        .route(&format!("{sa}/keys/{{key}}"), get(iam::get).delete(iam::delete).post(iam::action))
         .route("/token", post(oauth::token))
         .route("/oauth2/v3/certs", get(oauth::certs))
-        .route(
-            "/v1/projects/{project}/locations/{location}/endpoints/{endpoint}",
-            post(vertex::endpoint),
-        )
-        .route(
-            "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}",
-            post(vertex::model),
-        )
+        .route("/v1/projects/{project}/locations/{location}/endpoints/{endpoint}", post(vertex::endpoint))
+        .route("/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}", post(vertex::model))
         .merge(admin::routes())
         .with_state(shared)
 }

@@ -25,26 +25,14 @@ pub struct TokenForm {
 
 pub async fn token(State(shared): State<Arc<Shared>>, Form(form): Form<TokenForm>) -> Response {
     if let Some(fault) = shared.take_fault("token").await {
-        let error = if fault == 429 {
-            "rate_limit_exceeded"
-        } else {
-            "temporarily_unavailable"
-        };
-        return OAuthError {
-            http: fault,
-            error,
-            description: "Injected failure.".into(),
-        }
-        .into_response();
+        let error = if fault == 429 { "rate_limit_exceeded" } else { "temporarily_unavailable" };
+        return OAuthError { http: fault, error, description: "Injected failure.".into() }.into_response();
     }
     if form.grant_type.as_deref() != Some(JWT_BEARER) {
         return OAuthError {
             http: 400,
             error: "unsupported_grant_type",
-            description: format!(
-                "Invalid grant_type: {}",
-                form.grant_type.unwrap_or_default()
-            ),
+            description: format!("Invalid grant_type: {}", form.grant_type.unwrap_or_default()),
         }
         .into_response();
     }
@@ -63,20 +51,12 @@ type MintError = (Option<String>, OAuthError);
 
 fn mint(shared: &Shared, assertion: &str) -> Result<Value, MintError> {
     let jwt = Jwt::parse(assertion).ok_or((None, OAuthError::bad_signature()))?;
-    let claim = |name: &str| {
-        jwt.claims
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let claim = |name: &str| jwt.claims.get(name).and_then(Value::as_str).map(str::to_string);
     let email = claim("iss").ok_or((None, OAuthError::account_not_found()))?;
     let fail = |e: OAuthError| (Some(email.clone()), e);
     let mut world = shared.world();
     let now = Utc::now();
-    let account = world
-        .accounts
-        .get(&email)
-        .ok_or_else(|| fail(OAuthError::account_not_found()))?;
+    let account = world.accounts.get(&email).ok_or_else(|| fail(OAuthError::account_not_found()))?;
     let kid = jwt.header.get("kid").and_then(Value::as_str);
     let signed_by_live_key = account
         .keys
@@ -93,19 +73,12 @@ fn mint(shared: &Shared, assertion: &str) -> Result<Value, MintError> {
             world.token_uri()
         ))));
     }
-    let (iat, exp) = (
-        jwt.claims.get("iat").and_then(Value::as_i64),
-        jwt.claims.get("exp").and_then(Value::as_i64),
-    );
+    let (iat, exp) = (jwt.claims.get("iat").and_then(Value::as_i64), jwt.claims.get("exp").and_then(Value::as_i64));
     let (Some(iat), Some(exp)) = (iat, exp) else {
         return Err(fail(OAuthError::bad_times()));
     };
     let t = now.timestamp();
-    if exp <= iat
-        || exp - iat > MAX_ASSERTION_LIFETIME
-        || iat > t + CLOCK_SKEW
-        || exp < t - CLOCK_SKEW
-    {
+    if exp <= iat || exp - iat > MAX_ASSERTION_LIFETIME || iat > t + CLOCK_SKEW || exp < t - CLOCK_SKEW {
         return Err(fail(OAuthError::bad_times()));
     }
     let client_id = account.client_id.clone();
@@ -124,11 +97,7 @@ fn mint(shared: &Shared, assertion: &str) -> Result<Value, MintError> {
         world.counters_mut(&email).id_tokens += 1;
         return Ok(json!({ "id_token": id_token }));
     }
-    let scopes: Vec<String> = claim("scope")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let scopes: Vec<String> = claim("scope").unwrap_or_default().split_whitespace().map(str::to_string).collect();
     if scopes.is_empty() {
         return Err(fail(OAuthError {
             http: 400,
@@ -139,16 +108,10 @@ fn mint(shared: &Shared, assertion: &str) -> Result<Value, MintError> {
     let access_token = format!("ya29.emu-{}", crypto::random_token(32));
     world.tokens.insert(
         access_token.clone(),
-        IssuedToken {
-            email: email.clone(),
-            scopes,
-            expires: now + chrono::Duration::seconds(TOKEN_LIFETIME),
-        },
+        IssuedToken { email: email.clone(), scopes, expires: now + chrono::Duration::seconds(TOKEN_LIFETIME) },
     );
     world.counters_mut(&email).access_tokens += 1;
-    Ok(
-        json!({ "access_token": access_token, "expires_in": TOKEN_LIFETIME - 1, "token_type": "Bearer" }),
-    )
+    Ok(json!({ "access_token": access_token, "expires_in": TOKEN_LIFETIME - 1, "token_type": "Bearer" }))
 }
 
 /// `GET /oauth2/v3/certs`: the JWKS that verifies the ID tokens this emulator issues.

@@ -121,10 +121,7 @@ impl World {
     pub fn account_mut(&mut self, email: &str) -> &mut Account {
         self.accounts
             .entry(email.to_string())
-            .or_insert_with(|| Account {
-                client_id: numeric_id(email),
-                ..Account::default()
-            })
+            .or_insert_with(|| Account { client_id: numeric_id(email), ..Account::default() })
     }
 
     pub fn counters_mut(&mut self, email: &str) -> &mut Counters {
@@ -145,18 +142,12 @@ impl World {
     }
 
     /// Adds a key generated outside the lock; `propagate_now` skips the propagation delay.
-    pub fn add_key(
-        &mut self,
-        email: &str,
-        generated: &GeneratedKey,
-        propagate_now: bool,
-    ) -> String {
+    pub fn add_key(&mut self, email: &str, generated: &GeneratedKey, propagate_now: bool) -> String {
         let now = Utc::now();
         let delay = if propagate_now {
             chrono::Duration::zero()
         } else {
-            chrono::Duration::from_std(self.propagation_delay)
-                .unwrap_or_else(|_| chrono::Duration::zero())
+            chrono::Duration::from_std(self.propagation_delay).unwrap_or_else(|_| chrono::Duration::zero())
         };
         let id = crypto::random_hex(20);
         self.account_mut(email).keys.push(Key {

@@ -16,24 +16,13 @@ const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// Accepts only an unexpired token we issued with the cloud-platform scope, for an account
 /// that holds the Vertex permission.
-fn authorize(
-    shared: &Shared,
-    headers: &HeaderMap,
-    permission: &str,
-    resource: &str,
-) -> Result<(), ApiError> {
+fn authorize(shared: &Shared, headers: &HeaderMap, permission: &str, resource: &str) -> Result<(), ApiError> {
     let world = shared.world();
-    let token = bearer(headers)
-        .and_then(|t| world.bearer(t))
-        .ok_or_else(ApiError::unauthenticated)?;
+    let token = bearer(headers).and_then(|t| world.bearer(t)).ok_or_else(ApiError::unauthenticated)?;
     if !token.scopes.iter().any(|s| s == CLOUD_PLATFORM) {
         return Err(ApiError::insufficient_scopes());
     }
-    if world
-        .accounts
-        .get(&token.email)
-        .is_none_or(|a| a.vertex_denied)
-    {
+    if world.accounts.get(&token.email).is_none_or(|a| a.vertex_denied) {
         return Err(ApiError::permission_denied(permission, resource));
     }
     Ok(())
@@ -57,17 +46,10 @@ pub async fn endpoint(
     }
     let instances = body.and_then(|Json(b)| b.get("instances").and_then(Value::as_array).cloned());
     let Some(instances) = instances.filter(|i| !i.is_empty()) else {
-        return ApiError::new(
-            400,
-            "INVALID_ARGUMENT",
-            "Invalid JSON payload: \"instances\" must be a non-empty list.",
-        )
-        .into_response();
+        return ApiError::new(400, "INVALID_ARGUMENT", "Invalid JSON payload: \"instances\" must be a non-empty list.")
+            .into_response();
     };
-    let predictions: Vec<Value> = instances
-        .into_iter()
-        .map(|i| json!({ "echo": i }))
-        .collect();
+    let predictions: Vec<Value> = instances.into_iter().map(|i| json!({ "echo": i })).collect();
     Json(json!({
         "predictions": predictions,
         "deployedModelId": "emulator-model",
@@ -88,8 +70,7 @@ pub async fn model(
     if let Some(err) = shared.fault("vertex").await {
         return err.into_response();
     }
-    let resource =
-        format!("projects/{project}/locations/{location}/publishers/{publisher}/models/{model}");
+    let resource = format!("projects/{project}/locations/{location}/publishers/{publisher}/models/{model}");
     if let Err(e) = authorize(&shared, &headers, "aiplatform.endpoints.predict", &resource) {
         return e.into_response();
     }
@@ -97,12 +78,7 @@ pub async fn model(
         .and_then(|Json(b)| b.get("contents").and_then(Value::as_array).cloned())
         .unwrap_or_default()
         .iter()
-        .flat_map(|c| {
-            c.get("parts")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        })
+        .flat_map(|c| c.get("parts").and_then(Value::as_array).cloned().unwrap_or_default())
         .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
         .collect();
     if text.is_empty() {

@@ -1,1 +1,55 @@
-fn main() {}
+//! The rotation Lambda (`bootstrap`): a thin lambda_runtime adapter over
+//! `vertex_broker::rotation::Rotation`. Configuration comes from the environment through
+//! `vertex_broker::config`; logs are JSON; each step emits one CloudWatch EMF line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use vertex_broker::config::Config;
+use vertex_broker::rotation::{Rotation, RotationEvent, RotationSettings};
+use vertex_broker::store::SecretsManagerStore;
+use vertex_broker::telemetry;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let config = Config::from_env().map_err(|e| {
+        eprintln!("{{\"level\":\"ERROR\",\"message\":\"configuration: {e}\"}}");
+        e
+    })?;
+    telemetry::init(&config.log, true);
+    let store = Arc::new(SecretsManagerStore::from_env().await);
+    let rotation = Arc::new(Rotation::new(store, RotationSettings::from(&config)));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<RotationEvent>| {
+        let rotation = rotation.clone();
+        async move { handle(&rotation, event).await }
+    }))
+    .await
+}
+
+async fn handle(rotation: &Rotation, event: LambdaEvent<RotationEvent>) -> Result<(), Error> {
+    let (event, context) = event.into_parts();
+    let started = Instant::now();
+    // Lambda's deadline, as an Instant on our clock.
+    let deadline = context
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .ok()
+        .map(|left| tokio::time::Instant::now() + left);
+    let result = rotation.run(&event, deadline).await;
+    let line = telemetry::step_metric(
+        &event.secret_id,
+        &event.step,
+        result.is_ok(),
+        started.elapsed(),
+        chrono::Utc::now().timestamp_millis(),
+    );
+    telemetry::emit(&line);
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(secret = %event.secret_id, step = %event.step, error = %e, "rotation step failed");
+            Err(e.to_string().into())
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Every environment variable the project reads, with its default, parsed and validated here
+//! and nowhere else. Errors name the variable and what to set it to.
+
+use std::time::Duration;
+
+/// Default scope for access tokens.
+pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// Default broker port on 127.0.0.1 (2773 belongs to AWS's secrets agent).
+pub const DEFAULT_PORT: u16 = 2775;
+pub const DEFAULT_IAM_ENDPOINT: &str = "https://iam.googleapis.com";
+
+/// What rotation does to keys that aged out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeMode {
+    /// Delete the key at Google (default).
+    Delete,
+    /// Disable it, so an operator can still re-enable it.
+    Disable,
+}
+
+/// The whole configuration, as read from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `VERTEX_BROKER_SECRET_ID`: one or more secret ids or ARNs; the first is `default`.
+    pub secret_ids: Vec<String>,
+    /// `VERTEX_BROKER_PORT`: broker port on 127.0.0.1.
+    pub port: u16,
+    /// `VERTEX_BROKER_SCOPES`: default scopes (comma or space separated).
+    pub scopes: Vec<String>,
+    /// `VERTEX_BROKER_SECRET_TTL`: how often the broker checks which version is AWSCURRENT.
+    pub secret_ttl: Duration,
+    /// `VERTEX_BROKER_IAM_ENDPOINT`: base URL of Google's IAM API.
+    pub iam_endpoint: String,
+    /// `VERTEX_BROKER_ADMIN_SECRET_ID`: a separate key that administers the rotated account's keys.
+    pub admin_secret_id: Option<String>,
+    /// `VERTEX_BROKER_PROPAGATION_TIMEOUT`: how long testSecret waits for a new key to work.
+    pub propagation_timeout: Duration,
+    /// `VERTEX_BROKER_REVOKE`: `delete` (default) or `disable`.
+    pub revoke: RevokeMode,
+    /// `VERTEX_BROKER_HTTP_TIMEOUT`: the timeout of each call to Google.
+    pub http_timeout: Duration,
+    /// `VERTEX_BROKER_LOG`: tracing filter.
+    pub log: String,
+}
+
+/// A variable that is set to something unusable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{variable}={value:?} is invalid: {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let duration = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => match humantime::parse_duration(&v) {
+                    Ok(d) if !d.is_zero() => Ok(d),
+                    _ => Err(ConfigError {
+                        variable: name,
+                        value: v,
+                        expected: "a duration such as 90s, 5m or 1h".into(),
+                    }),
+                },
+            }
+        };
+        let secret_ids = get("VERTEX_BROKER_SECRET_ID")
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        let port = match get("VERTEX_BROKER_PORT") {
+            None => DEFAULT_PORT,
+            Some(v) => v.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| ConfigError {
+                variable: "VERTEX_BROKER_PORT",
+                value: v,
+                expected: "a port number from 1 to 65535 (the broker always binds 127.0.0.1)".into(),
+            })?,
+        };
+        let scopes = get("VERTEX_BROKER_SCOPES")
+            .map(|v| split_scopes(&v))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| vec![DEFAULT_SCOPE.to_string()]);
+        let iam_endpoint = get("VERTEX_BROKER_IAM_ENDPOINT").unwrap_or_else(|| DEFAULT_IAM_ENDPOINT.to_string());
+        if !matches!(reqwest::Url::parse(&iam_endpoint), Ok(u) if matches!(u.scheme(), "http" | "https")) {
+            return Err(ConfigError {
+                variable: "VERTEX_BROKER_IAM_ENDPOINT",
+                value: iam_endpoint,
+                expected: format!("an http(s) URL such as {DEFAULT_IAM_ENDPOINT}"),
+            });
+        }
+        let revoke = match get("VERTEX_BROKER_REVOKE").as_deref() {
+            None | Some("delete") => RevokeMode::Delete,
+            Some("disable") => RevokeMode::Disable,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "VERTEX_BROKER_REVOKE",
+                    value: other.to_string(),
+                    expected: "`delete` or `disable`".into(),
+                })
+            }
+        };
+        Ok(Self {
+            secret_ids,
+            port,
+            scopes,
+            secret_ttl: duration("VERTEX_BROKER_SECRET_TTL", Duration::from_secs(300))?,
+            iam_endpoint: iam_endpoint.trim_end_matches('/').to_string(),
+            admin_secret_id: get("VERTEX_BROKER_ADMIN_SECRET_ID"),
+            propagation_timeout: duration("VERTEX_BROKER_PROPAGATION_TIMEOUT", Duration::from_secs(120))?,
+            revoke,
+            http_timeout: duration("VERTEX_BROKER_HTTP_TIMEOUT", Duration::from_secs(10))?,
+            log: get("VERTEX_BROKER_LOG").unwrap_or_else(|| "info".to_string()),
+        })
+    }
+}
+
+/// Splits a scope list written with commas and/or spaces.
+pub fn split_scopes(v: &str) -> Vec<String> {
+    v.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 2775);
+        assert_eq!(c.scopes, vec![DEFAULT_SCOPE]);
+        assert_eq!(c.secret_ttl, Duration::from_secs(300));
+        assert_eq!(c.propagation_timeout, Duration::from_secs(120));
+        assert_eq!(c.iam_endpoint, DEFAULT_IAM_ENDPOINT);
+        assert_eq!(c.revoke, RevokeMode::Delete);
+        assert!(c.secret_ids.is_empty() && c.admin_secret_id.is_none());
+    }
+
+    #[test]
+    fn parses_lists_and_durations() {
+        let c = config(&[
+            ("VERTEX_BROKER_SECRET_ID", " a, arn:aws:secretsmanager:x:1:secret:b ,"),
+            ("VERTEX_BROKER_SCOPES", "s1,s2 s3"),
+            ("VERTEX_BROKER_SECRET_TTL", "90s"),
+            ("VERTEX_BROKER_PROPAGATION_TIMEOUT", "5m"),
+            ("VERTEX_BROKER_REVOKE", "disable"),
+            ("VERTEX_BROKER_IAM_ENDPOINT", "http://127.0.0.1:9/"),
+        ])
+        .unwrap();
+        assert_eq!(c.secret_ids, vec!["a", "arn:aws:secretsmanager:x:1:secret:b"]);
+        assert_eq!(c.scopes, vec!["s1", "s2", "s3"]);
+        assert_eq!(c.secret_ttl, Duration::from_secs(90));
+        assert_eq!(c.propagation_timeout, Duration::from_secs(300));
+        assert_eq!(c.revoke, RevokeMode::Disable);
+        assert_eq!(c.iam_endpoint, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("VERTEX_BROKER_PORT", "0"),
+            ("VERTEX_BROKER_PORT", "http"),
+            ("VERTEX_BROKER_SECRET_TTL", "soon"),
+            ("VERTEX_BROKER_PROPAGATION_TIMEOUT", "0s"),
+            ("VERTEX_BROKER_REVOKE", "shred"),
+            ("VERTEX_BROKER_IAM_ENDPOINT", "iam.googleapis.com"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var);
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Access tokens (yup-oauth2's service-account flow) and ID tokens (a JWT-bearer assertion with
+//! `target_audience`), both minted at the key's own `token_uri`.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Secret;
+use crate::key::ServiceAccountKey;
+
+/// Assertions live this long (Google accepts at most one hour).
+const ASSERTION_LIFETIME: i64 = 3600;
+
+/// A short-lived token and when it expires.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub secret: Secret,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why Google would not mint a token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The endpoint answered with an OAuth error, e.g. `invalid_grant` for a deleted or not yet
+    /// propagated key.
+    #[error("the token endpoint refused {key}: {error}: {description}")]
+    Refused { key: String, error: String, description: String },
+    #[error("could not reach the token endpoint {uri}: {message}")]
+    Unreachable { uri: String, message: String },
+    #[error("the token endpoint {uri} answered unexpectedly: {message}")]
+    BadResponse { uri: String, message: String },
+}
+
+impl TokenError {
+    /// Google's answer for an unknown, deleted, disabled or not yet propagated key: re-read the
+    /// secret, or wait for propagation.
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, TokenError::Refused { error, .. } if error == "invalid_grant")
+    }
+
+    /// Worth retrying as is: the endpoint was unreachable, overloaded or answered garbage.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TokenError::Unreachable { .. } | TokenError::BadResponse { .. } => true,
+            TokenError::Refused { error, .. } => {
+                matches!(
+                    error.as_str(),
+                    "temporarily_unavailable" | "rate_limit_exceeded" | "internal_failure" | "server_error"
+                )
+            }
+        }
+    }
+}
+
+/// Mints an access token for `scopes` with yup-oauth2 (always a fresh mint, never a cache hit).
+pub async fn access_token(key: &ServiceAccountKey, scopes: &[String], timeout: Duration) -> Result<Token, TokenError> {
+    let uri = key.token_uri().to_string();
+    let sa: yup_oauth2::ServiceAccountKey = serde_json::from_str(key.raw())
+        .map_err(|e| TokenError::BadResponse { uri: uri.clone(), message: format!("key file: {e}") })?;
+    let auth = yup_oauth2::ServiceAccountAuthenticator::builder(sa)
+        .with_timeout(timeout)
+        .build()
+        .await
+        .map_err(|e| TokenError::Unreachable { uri: uri.clone(), message: e.to_string() })?;
+    let token = auth.force_refreshed_token(scopes).await.map_err(|e| match e {
+        yup_oauth2::Error::AuthError(a) => TokenError::Refused {
+            key: key.to_string(),
+            error: a.error.as_str().to_string(),
+            description: a.error_description.unwrap_or_default(),
+        },
+        yup_oauth2::Error::JSONError(e) => TokenError::BadResponse { uri: uri.clone(), message: e.to_string() },
+        other => TokenError::Unreachable { uri: uri.clone(), message: other.to_string() },
+    })?;
+    let secret = token
+        .token()
+        .map(|t| Secret::new(t.to_string()))
+        .ok_or_else(|| TokenError::BadResponse { uri: uri.clone(), message: "no access_token in the answer".into() })?;
+    let expires_at = token
+        .expiration_time()
+        .and_then(|t| DateTime::from_timestamp(t.unix_timestamp(), 0))
+        .unwrap_or_else(|| Utc::now() + chrono::Duration::seconds(3599));
+    Ok(Token { secret, expires_at })
+}
+
+#[derive(Deserialize)]
+struct IdTokenAnswer {
+    id_token: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IdClaims {
+    exp: i64,
+}
+
+/// Mints a Google-signed ID token whose `aud` is `audience`.
+pub async fn id_token(http: &reqwest::Client, key: &ServiceAccountKey, audience: &str) -> Result<Token, TokenError> {
+    let uri = key.token_uri().to_string();
+    let now = Utc::now().timestamp();
+    let assertion = sign_jwt(
+        key,
+        &json!({
+            "iss": key.client_email(),
+            "aud": uri,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+            "target_audience": audience,
+        }),
+    );
+    let resp = http
+        .post(&uri)
+        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.expose())])
+        .send()
+        .await
+        .map_err(|e| TokenError::Unreachable { uri: uri.clone(), message: e.without_url().to_string() })?;
+    let status = resp.status();
+    let answer: IdTokenAnswer = resp.json().await.map_err(|e| TokenError::BadResponse {
+        uri: uri.clone(),
+        message: format!("HTTP {status}: {}", e.without_url()),
+    })?;
+    if let Some(error) = answer.error {
+        return Err(TokenError::Refused {
+            key: key.to_string(),
+            error,
+            description: answer.error_description.unwrap_or_default(),
+        });
+    }
+    let id_token = answer.id_token.ok_or_else(|| TokenError::BadResponse {
+        uri: uri.clone(),
+        message: format!("HTTP {status} without id_token"),
+    })?;
+    let exp = id_token
+        .split('.')
+        .nth(1)
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+        .and_then(|c| serde_json::from_slice::<IdClaims>(&c).ok())
+        .and_then(|c| DateTime::from_timestamp(c.exp, 0))
+        .ok_or_else(|| TokenError::BadResponse { uri, message: "the id_token is not a JWT with exp".into() })?;
+    Ok(Token { secret: Secret::new(id_token), expires_at: exp })
+}
+
+/// An RS256 JWT signed by `key`, with its key id in the header.
+pub fn sign_jwt(key: &ServiceAccountKey, claims: &serde_json::Value) -> Secret {
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": key.private_key_id()});
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let sig = key.sign_rs256(input.as_bytes());
+    Secret::new(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+}

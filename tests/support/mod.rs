@@ -1,0 +1,240 @@
+//! Shared test harness: one real `moto_server` per test binary, an SDK client for it, and a
+//! `Fixture` that wires a fresh secret to a fresh Google emulator.
+#![allow(dead_code)]
+
+pub mod failing_store;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_secretsmanager::Client;
+use google_emulator::Emulator;
+use vertex_broker::config::RevokeMode;
+use vertex_broker::google::iam::RetryPolicy;
+use vertex_broker::key::ServiceAccountKey;
+use vertex_broker::rotation::{Outcome, Rotation, RotationError, RotationEvent, RotationSettings, Step};
+use vertex_broker::store::{SecretStore, SecretsManagerStore};
+
+/// The endpoint of this test binary's moto_server. The test command starts one and exports
+/// AWS_ENDPOINT_URL; a bare `cargo test` starts its own from the repo's venv (or PATH).
+pub fn moto_endpoint() -> String {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT
+        .get_or_init(|| match std::env::var("AWS_ENDPOINT_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => start_moto(),
+        })
+        .clone()
+}
+
+fn start_moto() -> String {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/moto_server");
+    let venv_root = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/moto_server");
+    let bin = [venv, venv_root].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("moto_server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // The shell ends moto when this process ends (its stdin, our pipe, closes).
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{bin} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; echo started; read _; kill $m"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}; run the README's test command, which installs moto"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::mem::forget(child); // keep its stdin open for the life of this process
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return format!("http://127.0.0.1:{port}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{bin} did not listen on 127.0.0.1:{port} within 20 s");
+}
+
+pub fn sm_client() -> Client {
+    let conf = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .endpoint_url(moto_endpoint())
+        .build();
+    Client::from_conf(conf)
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A project-style service-account email unique to one test.
+pub fn account(prefix: &str) -> String {
+    format!("{}@proj-test.iam.gserviceaccount.com", unique(prefix))
+}
+
+/// Settings for tests: quick retries, short timeouts.
+pub fn settings(emu: &Emulator) -> RotationSettings {
+    RotationSettings {
+        iam_endpoint: emu.url(),
+        admin_secret_id: None,
+        propagation_timeout: Duration::from_secs(15),
+        revoke: RevokeMode::Delete,
+        http_timeout: Duration::from_secs(2),
+        retry: RetryPolicy {
+            first_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            max_retries: 3,
+        },
+    }
+}
+
+/// A secret in moto holding a key the emulator minted for a fresh account.
+pub struct Fixture {
+    pub emu: Emulator,
+    pub sm: Client,
+    pub store: Arc<SecretsManagerStore>,
+    pub secret: String,
+    pub account: String,
+    pub settings: RotationSettings,
+}
+
+impl Fixture {
+    pub async fn new(prefix: &str) -> Self {
+        let emu = Emulator::start().await.unwrap();
+        let account = account(prefix);
+        let key = emu.seed_key(&account);
+        Self::with_key(emu, prefix, &account, &key).await
+    }
+
+    /// A fixture whose secret holds `value` (which may be anything) for `account`.
+    pub async fn with_key(emu: Emulator, prefix: &str, account: &str, value: &str) -> Self {
+        let sm = sm_client();
+        let out = sm.create_secret().name(unique(prefix)).secret_string(value).send().await.unwrap();
+        let settings = settings(&emu);
+        Self {
+            emu,
+            store: Arc::new(SecretsManagerStore::new(sm.clone())),
+            sm,
+            secret: out.arn().unwrap().to_string(),
+            account: account.to_string(),
+            settings,
+        }
+    }
+
+    pub fn rotation(&self) -> Rotation {
+        Rotation::new(self.store.clone(), self.settings.clone())
+    }
+
+    pub fn rotation_on(&self, store: Arc<dyn SecretStore>) -> Rotation {
+        Rotation::new(store, self.settings.clone())
+    }
+
+    /// What Secrets Manager does on RotateSecret: enable rotation and label a value-less new
+    /// version AWSPENDING. moto does exactly that, then fails to find the (absent) Lambda, so
+    /// the test takes the new pending version's id as the ClientRequestToken.
+    pub async fn begin_rotation(&self) -> String {
+        let res = self
+            .sm
+            .rotate_secret()
+            .secret_id(&self.secret)
+            .rotation_lambda_arn("arn:aws:lambda:us-east-1:123456789012:function:vertex-broker-rotation")
+            .rotation_rules(
+                aws_sdk_secretsmanager::types::RotationRulesType::builder().automatically_after_days(30).build(),
+            )
+            .send()
+            .await;
+        if let Err(e) = &res {
+            let text = format!("{:?}", e);
+            assert!(text.contains("ResourceNotFound"), "unexpected RotateSecret failure: {text}");
+        }
+        self.version_with("AWSPENDING").await.expect("RotateSecret labelled a version AWSPENDING")
+    }
+
+    pub fn event(&self, step: Step, token: &str) -> RotationEvent {
+        RotationEvent {
+            step: step.as_str().to_string(),
+            secret_id: self.secret.clone(),
+            client_request_token: token.to_string(),
+            rotation_token: None,
+        }
+    }
+
+    pub async fn step(&self, rotation: &Rotation, step: Step, token: &str) -> Result<Outcome, RotationError> {
+        rotation.run(&self.event(step, token), None).await
+    }
+
+    /// Runs the four steps for `token`, stopping at the first failure.
+    pub async fn run_steps(&self, rotation: &Rotation, token: &str) -> Result<(), RotationError> {
+        for step in Step::ALL {
+            self.step(rotation, step, token).await?;
+        }
+        Ok(())
+    }
+
+    /// A whole rotation as Secrets Manager runs it; returns the token.
+    pub async fn rotate(&self) -> String {
+        let token = self.begin_rotation().await;
+        self.run_steps(&self.rotation(), &token).await.unwrap();
+        token
+    }
+
+    pub async fn stages(&self) -> std::collections::HashMap<String, Vec<String>> {
+        let d = self.sm.describe_secret().secret_id(&self.secret).send().await.unwrap();
+        d.version_ids_to_stages().cloned().unwrap_or_default()
+    }
+
+    pub async fn version_with(&self, stage: &str) -> Option<String> {
+        self.stages().await.into_iter().find(|(_, s)| s.iter().any(|x| x == stage)).map(|(v, _)| v)
+    }
+
+    pub async fn key_at(&self, stage: &str) -> Option<ServiceAccountKey> {
+        let out = self.sm.get_secret_value().secret_id(&self.secret).version_stage(stage).send().await.ok()?;
+        ServiceAccountKey::parse(out.secret_string()?).ok()
+    }
+
+    /// Key ids the account holds at Google right now (propagated or not).
+    pub fn google_keys(&self) -> Vec<String> {
+        self.emu.keys(&self.account).into_iter().map(|k| k.id).collect()
+    }
+
+    /// Whether `key` mints an access token at the emulator now.
+    pub async fn mints(&self, key: &ServiceAccountKey) -> bool {
+        vertex_broker::google::token::access_token(
+            key,
+            &["https://www.googleapis.com/auth/cloud-platform".into()],
+            Duration::from_secs(5),
+        )
+        .await
+        .is_ok()
+    }
+
+    /// The invariants that must hold after any failure: AWSCURRENT mints, the keys of
+    /// AWSCURRENT and AWSPREVIOUS exist and are enabled, and at most one key more is held.
+    pub async fn assert_safe(&self, context: &str) {
+        let current = self.key_at("AWSCURRENT").await.unwrap_or_else(|| panic!("{context}: no AWSCURRENT key"));
+        assert!(self.mints(&current).await, "{context}: the AWSCURRENT key does not mint a token");
+        let mut named = vec![current.private_key_id().to_string()];
+        if let Some(previous) = self.key_at("AWSPREVIOUS").await {
+            named.push(previous.private_key_id().to_string());
+        }
+        named.dedup();
+        let keys = self.emu.keys(&self.account);
+        for id in &named {
+            let k = keys
+                .iter()
+                .find(|k| &k.id == id)
+                .unwrap_or_else(|| panic!("{context}: key {id} named by a stage was revoked"));
+            assert!(!k.disabled, "{context}: key {id} named by a stage was disabled");
+        }
+        assert!(
+            keys.len() <= named.len() + 1,
+            "{context}: the account holds {} keys, more than {} named by stages + 1",
+            keys.len(),
+            named.len()
+        );
+    }
+}
