@@ -192,6 +192,9 @@ pub struct Rotation {
     store: Arc<dyn SecretStore>,
     settings: RotationSettings,
     http: reqwest::Client,
+    /// Version id -> (account, key id) of the key it holds. A version's value never changes
+    /// once set, so a warm function reads each version once instead of once per step.
+    versions_seen: std::sync::Mutex<HashMap<String, Option<(String, String)>>>,
 }
 
 /// Keys recorded in the secret's version history: key id -> version id.
@@ -199,7 +202,7 @@ type History = HashMap<String, String>;
 
 impl Rotation {
     pub fn new(store: Arc<dyn SecretStore>, settings: RotationSettings) -> Self {
-        Self { store, settings, http: reqwest::Client::new() }
+        Self { store, settings, http: reqwest::Client::new(), versions_seen: Default::default() }
     }
 
     /// Runs one step as Secrets Manager invokes it. `deadline` is the Lambda's, if any.
@@ -420,14 +423,28 @@ impl Rotation {
     async fn history(&self, secret: &str, account: &str) -> Result<History, RotationError> {
         let mut history = History::new();
         for version in self.store.list_versions(secret).await? {
-            let value = match self.store.get(secret, Some(&version.version_id), None).await {
-                Ok(v) => v,
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e.into()),
+            let cached = self.versions_seen.lock().unwrap_or_else(|p| p.into_inner()).get(&version.version_id).cloned();
+            let holder = match cached {
+                Some(holder) => holder,
+                None => {
+                    let holder = match self.store.get(secret, Some(&version.version_id), None).await {
+                        Ok(v) => ServiceAccountKey::parse(&v.value)
+                            .ok()
+                            .map(|k| (k.client_email().to_string(), k.private_key_id().to_string())),
+                        // A version without a value yet (RotateSecret's pending one) may get one later.
+                        Err(e) if e.is_not_found() => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    self.versions_seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(version.version_id.clone(), holder.clone());
+                    holder
+                }
             };
-            if let Ok(key) = ServiceAccountKey::parse(&value.value) {
-                if key.client_email() == account {
-                    history.insert(key.private_key_id().to_string(), version.version_id);
+            if let Some((email, key_id)) = holder {
+                if email == account {
+                    history.insert(key_id, version.version_id);
                 }
             }
         }

@@ -6,10 +6,22 @@ use std::time::Duration;
 
 use serde_json::json;
 
-/// Installs the global tracing subscriber with `filter` (VERTEX_BROKER_LOG). JSON when `json`.
-pub fn init(filter: &str, json: bool) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Dependencies that log request or response bodies (yup-oauth2 logs token responses at
+/// DEBUG) are held at INFO whatever `VERTEX_BROKER_LOG` says, so no filter can leak a token
+/// or a key.
+const QUIET_DEPENDENCIES: &str = "yup_oauth2=info,hyper=info,hyper_util=info,h2=info,reqwest=info,rustls=info,\
+     aws_smithy_runtime=info,aws_smithy_http=info,aws_sdk_secretsmanager=info,aws_config=info,\
+     lambda_runtime=info,lambda_runtime_api_client=info";
+
+/// The filter actually installed: the user's, then the caps (later directives win).
+pub fn filter(user: &str) -> String {
+    format!("{user},{QUIET_DEPENDENCIES}")
+}
+
+/// Installs the global tracing subscriber with `user_filter` (VERTEX_BROKER_LOG). JSON when `json`.
+pub fn init(user_filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter(user_filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter("info")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if json {
         builder.json().flatten_event(true).with_current_span(false).without_time().try_init()
@@ -52,6 +64,39 @@ pub fn emit(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_filter_lets_dependency_debug_logs_through() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        for user in ["debug", "trace", "yup_oauth2=trace", "trace,yup_oauth2=debug"] {
+            let buf = Buf::default();
+            let writer = buf.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter(user)).unwrap())
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::debug!(target: "yup_oauth2::service_account", "body: token-material");
+                tracing::debug!(target: "vertex_broker::rotation", "ours");
+            });
+            let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+            assert!(!out.contains("token-material"), "{user}: {out}");
+            if user != "yup_oauth2=trace" {
+                assert!(out.contains("ours"), "{user}: our own debug logs still show: {out}");
+            }
+        }
+    }
 
     #[test]
     fn step_metric_is_valid_emf() {

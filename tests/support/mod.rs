@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod failing_store;
+pub mod runtime_api;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;

@@ -1,0 +1,116 @@
+//! The built `bootstrap` itself, driven through a Lambda Runtime API, rotates a secret in moto
+//! against the emulator; its logs carry no key material or token.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::runtime_api::{Answer, RuntimeApi};
+use support::Fixture;
+use tokio::io::AsyncReadExt;
+use vertex_broker::rotation::Step;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_binary_completes_a_rotation_through_the_runtime_api() {
+    let f = Fixture::new("bootstrap").await;
+    let old = f.key_at("AWSCURRENT").await.unwrap();
+    let token = f.begin_rotation().await;
+    let mut api = RuntimeApi::start().await;
+
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "vertex-broker-rotation")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_ENDPOINT_URL", support::moto_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("VERTEX_BROKER_IAM_ENDPOINT", f.emu.url())
+        .env("VERTEX_BROKER_PROPAGATION_TIMEOUT", "20s")
+        .env("VERTEX_BROKER_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bootstrap was built");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = tokio::spawn(async move {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).await.unwrap();
+        s
+    });
+    let err = tokio::spawn(async move {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).await.unwrap();
+        s
+    });
+
+    for step in Step::ALL {
+        let event = json!({"Step": step.as_str(), "SecretId": f.secret, "ClientRequestToken": token});
+        match api.invoke(event, Duration::from_secs(60)).await {
+            Answer::Response(_) => {}
+            other => panic!("{} failed: {other:?}", step.as_str()),
+        }
+    }
+    let ready = api.first_poll().expect("bootstrap polled for events").duration_since(started);
+    eprintln!("exec to waiting for the first event: {ready:?}");
+
+    // A failing step comes back as a Lambda error with the engine's message.
+    let bad = json!({"Step": "dropSecret", "SecretId": f.secret, "ClientRequestToken": token});
+    match api.invoke(bad, Duration::from_secs(30)).await {
+        Answer::Response(_) => {} // the token is AWSCURRENT now: the pre-check answers success
+        other => panic!("{other:?}"),
+    }
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let bad = json!({"Step": "createSecret", "SecretId": f.secret, "ClientRequestToken": unknown});
+    match api.invoke(bad, Duration::from_secs(30)).await {
+        Answer::Error(body) => assert!(body.to_string().contains("has no stage for rotation"), "{body}"),
+        other => panic!("{other:?}"),
+    }
+
+    child.kill().await.unwrap();
+    let (stdout, stderr) = (out.await.unwrap(), err.await.unwrap());
+
+    let stages = f.stages().await;
+    assert_eq!(stages[&token], vec!["AWSCURRENT"], "{stages:?}");
+    let current = f.key_at("AWSCURRENT").await.unwrap();
+    assert_ne!(current.private_key_id(), old.private_key_id());
+    assert!(f.mints(&current).await);
+
+    // One EMF line per step, with the secret ARN as a dimension.
+    let emf: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("_aws").is_some())
+        .collect();
+    for step in Step::ALL {
+        let line =
+            emf.iter().find(|v| v["Step"] == step.as_str()).unwrap_or_else(|| panic!("no EMF line for {step:?}"));
+        assert_eq!(line["SecretArn"], f.secret.as_str());
+        assert_eq!(line["Outcome"], "success");
+        assert!(line["StepDuration"].as_f64().unwrap() > 0.0);
+    }
+    assert!(emf.iter().any(|v| v["Outcome"] == "failure"), "the failed invocation has its EMF line");
+    // JSON logs that mention the steps.
+    assert!(stderr.lines().any(|l| l.contains("created a Google key")), "{stderr}");
+
+    // No key material and no token anywhere in the output.
+    let logs = format!("{stdout}\n{stderr}");
+    assert!(!logs.contains("PRIVATE KEY"), "a PEM header leaked");
+    let leak: Vec<&str> = logs.lines().filter(|l| l.contains("ya29.")).collect();
+    assert!(leak.is_empty(), "an access token leaked: {leak:?}");
+    for key in [&old, &current] {
+        let file: serde_json::Value = serde_json::from_str(key.raw()).unwrap();
+        for line in file["private_key"].as_str().unwrap().lines().filter(|l| l.len() > 20) {
+            assert!(!logs.contains(line), "a line of a private key leaked");
+        }
+    }
+}
