@@ -16,6 +16,7 @@
 //! The rotation Lambda is the `rotation/` crate (binary `bootstrap`); the local Google used by
 //! tests and `dev` is the `emulator/` crate (binary `google-emulator`).
 
+pub mod broker;
 pub mod config;
 pub mod google;
 pub mod key;

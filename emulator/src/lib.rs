@@ -162,6 +162,11 @@ impl Emulator {
         self.shared.world().bearer(access_token).map(|t| t.email.clone())
     }
 
+    /// The key that signed the assertion an access token was issued for.
+    pub fn token_key_id(&self, access_token: &str) -> Option<String> {
+        self.shared.world().tokens.get(access_token).map(|t| t.key_id.clone())
+    }
+
     /// Stops the server and waits until it no longer accepts connections.
     pub fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -58,14 +58,15 @@ fn mint(shared: &Shared, assertion: &str) -> Result<Value, MintError> {
     let now = Utc::now();
     let account = world.accounts.get(&email).ok_or_else(|| fail(OAuthError::account_not_found()))?;
     let kid = jwt.header.get("kid").and_then(Value::as_str);
-    let signed_by_live_key = account
+    let signer = account
         .keys
         .iter()
         .filter(|k| !k.disabled && k.propagated(now) && kid.is_none_or(|kid| kid == k.id))
-        .any(|k| jwt.verifies_with(&k.public_der));
-    if !signed_by_live_key {
+        .find(|k| jwt.verifies_with(&k.public_der))
+        .map(|k| k.id.clone());
+    let Some(key_id) = signer else {
         return Err(fail(OAuthError::bad_signature()));
-    }
+    };
     let aud = claim("aud").unwrap_or_default();
     if aud != world.token_uri() && aud != GOOGLE_TOKEN_AUD {
         return Err(fail(OAuthError::invalid_grant(format!(
@@ -108,7 +109,7 @@ fn mint(shared: &Shared, assertion: &str) -> Result<Value, MintError> {
     let access_token = format!("ya29.emu-{}", crypto::random_token(32));
     world.tokens.insert(
         access_token.clone(),
-        IssuedToken { email: email.clone(), scopes, expires: now + chrono::Duration::seconds(TOKEN_LIFETIME) },
+        IssuedToken { email: email.clone(), key_id, scopes, expires: now + chrono::Duration::seconds(TOKEN_LIFETIME) },
     );
     world.counters_mut(&email).access_tokens += 1;
     Ok(json!({ "access_token": access_token, "expires_in": TOKEN_LIFETIME - 1, "token_type": "Bearer" }))

@@ -46,6 +46,8 @@ pub struct Account {
 
 pub struct IssuedToken {
     pub email: String,
+    /// The key whose signature earned this token.
+    pub key_id: String,
     pub scopes: Vec<String>,
     pub expires: DateTime<Utc>,
 }

@@ -2,6 +2,7 @@
 //! `Fixture` that wires a fresh secret to a fresh Google emulator.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod failing_store;
 pub mod runtime_api;
 

@@ -1,0 +1,263 @@
+//! `Account`: one secret's service account inside the broker. Holds the AWSCURRENT key (re-read
+//! when the version moves), and its access-token and ID-token caches.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::token_cache::{CachePolicy, Lookup, TokenCache, Unavailable};
+use crate::google::token::{self, Token, TokenError};
+use crate::key::ServiceAccountKey;
+use crate::store::{SecretStore, AWSCURRENT};
+
+/// The key the broker signs with, and the secret version it came from.
+#[derive(Clone)]
+pub struct CurrentKey {
+    pub key: ServiceAccountKey,
+    pub version_id: String,
+}
+
+/// Request and upstream counters, for the status endpoint.
+#[derive(Default)]
+pub struct Counters {
+    pub hits: AtomicU64,
+    pub mints: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub key_reloads: AtomicU64,
+}
+
+pub struct Account {
+    pub secret_id: String,
+    store: Arc<dyn SecretStore>,
+    http: reqwest::Client,
+    http_timeout: Duration,
+    secret_ttl: Duration,
+    key: RwLock<Option<CurrentKey>>,
+    /// Single-flight for secret reads; holds when the AWSCURRENT version was last checked.
+    key_check: tokio::sync::Mutex<Option<Instant>>,
+    last_check: Mutex<Option<Instant>>,
+    key_error: Mutex<Option<String>>,
+    access: TokenCache<String>,
+    id: TokenCache<String>,
+    pub counters: Counters,
+}
+
+impl Account {
+    pub fn new(
+        secret_id: String,
+        store: Arc<dyn SecretStore>,
+        http: reqwest::Client,
+        http_timeout: Duration,
+        secret_ttl: Duration,
+        policy: CachePolicy,
+    ) -> Self {
+        Self {
+            secret_id,
+            store,
+            http,
+            http_timeout,
+            secret_ttl,
+            key: RwLock::new(None),
+            key_check: tokio::sync::Mutex::new(None),
+            last_check: Mutex::new(None),
+            key_error: Mutex::new(None),
+            access: TokenCache::new(policy),
+            id: TokenCache::new(policy),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The key in use, if one has been loaded.
+    pub fn current(&self) -> Option<CurrentKey> {
+        self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn email(&self) -> Option<String> {
+        self.current().map(|k| k.key.client_email().to_string())
+    }
+
+    pub fn key_error(&self) -> Option<String> {
+        self.key_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn check_due(&self) -> bool {
+        let last = *self.last_check.lock().unwrap_or_else(|p| p.into_inner());
+        last.is_none_or(|t| t.elapsed() >= self.secret_ttl)
+    }
+
+    /// The key to sign with: loads it on first use; re-reads it when SECRET_TTL has passed (in
+    /// the background when a key is already there) or at once when `force`d (invalid_grant).
+    pub async fn key(self: &Arc<Self>, force: bool) -> Result<CurrentKey, Unavailable> {
+        match self.current() {
+            Some(current) if !force => {
+                if self.check_due() {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let _ = me.reload(false).await;
+                    });
+                }
+                Ok(current)
+            }
+            _ => self.reload(force).await,
+        }
+    }
+
+    /// Re-checks which version is AWSCURRENT (DescribeSecret) and reads it only when it moved.
+    /// A failure keeps the key already loaded: Secrets Manager outages do not stop the broker.
+    pub async fn reload(&self, force: bool) -> Result<CurrentKey, Unavailable> {
+        let started = Instant::now();
+        let mut checked = self.key_check.lock().await;
+        if let (Some(at), Some(current)) = (*checked, self.current()) {
+            // Someone checked while we waited for the lock.
+            if at >= started || (!force && at.elapsed() < self.secret_ttl) {
+                return Ok(current);
+            }
+        }
+        let result = self.read_current().await;
+        let now = Instant::now();
+        *checked = Some(now);
+        *self.last_check.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+        match result {
+            Ok(Some(new)) => {
+                self.counters.key_reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(secret = %self.secret_id, version = %new.version_id, key_id = %new.key.private_key_id(), "loaded the AWSCURRENT key");
+                *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
+                *self.key_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                // Tokens of the old key stay servable; new mints use the new key.
+                self.access.mark_stale();
+                self.id.mark_stale();
+                Ok(new)
+            }
+            Ok(None) => Ok(self.current().expect("unchanged version implies a loaded key")),
+            Err(message) => {
+                self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(secret = %self.secret_id, error = %message, "could not read the secret");
+                *self.key_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+                match self.current() {
+                    Some(current) => Ok(current),
+                    None => Err(Unavailable { message, retry_after: 1 }),
+                }
+            }
+        }
+    }
+
+    /// The AWSCURRENT key if its version differs from the loaded one (None when unchanged).
+    async fn read_current(&self) -> Result<Option<CurrentKey>, String> {
+        let loaded = self.current().map(|c| c.version_id);
+        if let Some(loaded) = &loaded {
+            let desc = self.store.describe(&self.secret_id).await.map_err(|e| e.to_string())?;
+            if desc.version_with(AWSCURRENT) == Some(loaded.as_str()) {
+                return Ok(None);
+            }
+        }
+        let value = self.store.get(&self.secret_id, None, Some(AWSCURRENT)).await.map_err(|e| e.to_string())?;
+        let key = ServiceAccountKey::parse(&value.value).map_err(|e| {
+            format!("the AWSCURRENT value of secret {} is not a usable service-account key: {e}", self.secret_id)
+        })?;
+        Ok(Some(CurrentKey { key, version_id: value.version_id.clone() }))
+    }
+
+    /// An access token for `scopes` (already normalized: sorted, deduplicated).
+    pub async fn access_token(self: &Arc<Self>, scopes: &[String]) -> Result<Token, Unavailable> {
+        let cache_key = scopes.join(" ");
+        let slot = self.access.slot(&cache_key);
+        if let Lookup::Hit { token, refresh } = self.access.lookup(&slot) {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            if refresh {
+                let (me, scopes) = (self.clone(), scopes.to_vec());
+                tokio::spawn(async move {
+                    let slot = me.access.slot(&scopes.join(" "));
+                    let _ = me.access.fill(&slot, true, || me.mint_access(&scopes)).await;
+                });
+            }
+            let _ = self.key(false).await; // drives the SECRET_TTL re-check
+            return Ok(token);
+        }
+        self.access.fill(&slot, false, || self.mint_access(scopes)).await
+    }
+
+    /// A Google-signed ID token for `audience`.
+    pub async fn id_token(self: &Arc<Self>, audience: &str) -> Result<Token, Unavailable> {
+        let slot = self.id.slot(&audience.to_string());
+        if let Lookup::Hit { token, refresh } = self.id.lookup(&slot) {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            if refresh {
+                let (me, audience) = (self.clone(), audience.to_string());
+                tokio::spawn(async move {
+                    let slot = me.id.slot(&audience);
+                    let _ = me.id.fill(&slot, true, || me.mint_id(&audience)).await;
+                });
+            }
+            let _ = self.key(false).await;
+            return Ok(token);
+        }
+        self.id.fill(&slot, false, || self.mint_id(audience)).await
+    }
+
+    async fn mint_access(self: &Arc<Self>, scopes: &[String]) -> Result<Token, String> {
+        self.mint(|key| async move { token::access_token(&key, scopes, self.http_timeout).await }).await
+    }
+
+    async fn mint_id(self: &Arc<Self>, audience: &str) -> Result<Token, String> {
+        self.mint(|key| async move { token::id_token(&self.http, &key, audience).await }).await
+    }
+
+    /// Mints with the current key; after `invalid_grant` (the key was rotated away) re-reads the
+    /// secret at once and tries the new key.
+    async fn mint<F, Fut>(self: &Arc<Self>, mint: F) -> Result<Token, String>
+    where
+        F: Fn(ServiceAccountKey) -> Fut,
+        Fut: std::future::Future<Output = Result<Token, TokenError>>,
+    {
+        let current = self.key(false).await.map_err(|e| e.message)?;
+        let result = match mint(current.key.clone()).await {
+            Err(e) if e.is_invalid_grant() => {
+                let reloaded = self.key(true).await.map_err(|e| e.message)?;
+                if reloaded.version_id != current.version_id {
+                    mint(reloaded.key).await
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        };
+        match result {
+            Ok(token) => {
+                self.counters.mints.fetch_add(1, Ordering::Relaxed);
+                Ok(token)
+            }
+            Err(e) => {
+                self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(secret = %self.secret_id, error = %e, "minting a token failed");
+                Err(format!("Google refused or did not answer: {e}"))
+            }
+        }
+    }
+
+    /// Work for an INVOKE event: re-check the secret when due and refresh tokens that are due,
+    /// since a frozen Lambda runs no timers.
+    pub async fn tick(self: &Arc<Self>) {
+        if self.current().is_none() || self.check_due() {
+            let _ = self.reload(false).await;
+        }
+        for key in self.access.due() {
+            let scopes: Vec<String> = key.split(' ').map(str::to_string).collect();
+            let slot = self.access.slot(&key);
+            let _ = self.access.fill(&slot, true, || self.mint_access(&scopes)).await;
+        }
+        for audience in self.id.due() {
+            let slot = self.id.slot(&audience);
+            let _ = self.id.fill(&slot, true, || self.mint_id(&audience)).await;
+        }
+    }
+
+    pub fn access_snapshot(&self) -> Vec<(String, Option<chrono::DateTime<chrono::Utc>>, Option<String>)> {
+        self.access.snapshot()
+    }
+
+    pub fn id_snapshot(&self) -> Vec<(String, Option<chrono::DateTime<chrono::Utc>>, Option<String>)> {
+        self.id.snapshot()
+    }
+}

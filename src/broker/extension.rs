@@ -1,0 +1,111 @@
+//! The Lambda extension: bind the listener, register with the Extensions API, warm the cache
+//! at once (so code in the function's INIT phase can already get a token), do due refreshes on
+//! every INVOKE (a frozen Lambda runs no timers), and stop within the SHUTDOWN deadline.
+
+use std::sync::Arc;
+
+use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
+use tokio::sync::Notify;
+
+use super::{server, Broker, BrokerSettings};
+use crate::config::Config;
+use crate::store::SecretsManagerStore;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the extension until SHUTDOWN. Configuration errors go to `/extension/init/error`.
+pub async fn run() -> Result<(), BoxError> {
+    let config = Config::from_env();
+    crate::telemetry::init(config.as_ref().map(|c| c.log.as_str()).unwrap_or("info"), true);
+    // Listener first: the function's init code may call it as soon as it starts.
+    let port = config.as_ref().map(|c| c.port).unwrap_or(crate::config::DEFAULT_PORT);
+    let listener = server::bind(port).await;
+
+    let stop = Arc::new(Notify::new());
+    let on_event = {
+        let stop = stop.clone();
+        let broker: Arc<std::sync::OnceLock<Arc<Broker>>> = Arc::new(std::sync::OnceLock::new());
+        (broker.clone(), move |event: LambdaEvent| {
+            let (stop, broker) = (stop.clone(), broker.clone());
+            async move {
+                match event.next {
+                    NextEvent::Invoke(_) => {
+                        if let Some(b) = broker.get() {
+                            b.tick().await;
+                        }
+                    }
+                    NextEvent::Shutdown(e) => {
+                        tracing::info!(reason = %e.shutdown_reason, "shutting down");
+                        stop.notify_one();
+                    }
+                }
+                Ok::<(), BoxError>(())
+            }
+        })
+    };
+    let (broker_cell, handler) = on_event;
+    let registered = Extension::new()
+        .with_events(&["INVOKE", "SHUTDOWN"])
+        .with_events_processor(service_fn(handler))
+        .register()
+        .await?;
+
+    let started = async {
+        let config = config.map_err(|e| ("Extension.ConfigInvalid", e.to_string()))?;
+        let listener = listener.map_err(|e| {
+            (
+                "Extension.ListenFailed",
+                format!("cannot listen on 127.0.0.1:{port}: {e}; set VERTEX_BROKER_PORT to a free port"),
+            )
+        })?;
+        let store = Arc::new(SecretsManagerStore::from_env().await);
+        let broker = Broker::new(&BrokerSettings::from(&config), store)
+            .map_err(|e| ("Extension.ConfigInvalid", e.to_string()))?;
+        Ok::<_, (&str, String)>((Arc::new(broker), listener))
+    }
+    .await;
+    let (broker, listener) = match started {
+        Ok(parts) => parts,
+        Err((kind, message)) => {
+            tracing::error!(error = %message, "vertex-broker cannot start");
+            report_init_error(&registered.extension_id, kind, &message).await;
+            return Err(message.into());
+        }
+    };
+    let _ = broker_cell.set(broker.clone());
+    tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.warm_up().await }
+    });
+    let serving = tokio::spawn(server::serve(broker.clone(), listener, {
+        let stop = stop.clone();
+        async move { stop.notified().await }
+    }));
+    tokio::select! {
+        r = registered.run() => r?,
+        _ = stop.notified() => {}
+    }
+    serving.abort();
+    Ok(())
+}
+
+async fn report_init_error(extension_id: &str, kind: &str, message: &str) {
+    let request = lambda_extension::requests::init_error(
+        extension_id,
+        kind,
+        Some(lambda_extension::requests::ErrorRequest {
+            error_message: message,
+            error_type: kind,
+            stack_trace: vec![],
+        }),
+    );
+    let client = match lambda_runtime_api_client::Client::builder().build() {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "cannot reach the Extensions API"),
+    };
+    if let Ok(request) = request {
+        if let Err(e) = client.call(request).await {
+            tracing::error!(error = %e, "could not report the init error");
+        }
+    }
+}
