@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod extensions_api;
 pub mod failing_store;
 pub mod runtime_api;
 

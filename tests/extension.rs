@@ -1,0 +1,129 @@
+//! The built `vertex-broker-extension` through an Extensions API: register, serve during INIT,
+//! INVOKE, SHUTDOWN within its deadline; configuration errors reach /init/error.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::extensions_api::ExtensionsApi;
+use support::Fixture;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn extension(api: &ExtensionsApi, port: u16) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker-extension"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+        .env("AWS_ENDPOINT_URL", support::moto_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("VERTEX_BROKER_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn get_token(port: u16) -> Result<serde_json::Value, reqwest::Error> {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/token"))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extension_registers_serves_during_init_handles_invoke_and_stops_on_shutdown() {
+    let f = Fixture::new("extension").await;
+    let api = ExtensionsApi::start().await;
+    let port = free_port();
+    let started = Instant::now();
+    let mut child = extension(&api, port).env("VERTEX_BROKER_SECRET_ID", &f.secret).spawn().unwrap();
+
+    let seen = api.wait_for(Duration::from_secs(10), |s| !s.registered.is_empty()).await;
+    let (name, body) = &seen.registered[0];
+    assert_eq!(name, "vertex-broker-extension");
+    assert_eq!(body["events"], json!(["INVOKE", "SHUTDOWN"]));
+
+    // INIT phase: no event has been delivered yet, and function init code gets a token.
+    let token = get_token(port).await.expect("served during INIT");
+    let ready = started.elapsed();
+    assert!(token["expires_in"].as_i64().unwrap() > 3000);
+    assert_eq!(api.seen().polls, 1, "still waiting for its first event");
+    eprintln!("exec to first token: {ready:?}");
+
+    // INVOKE: handled, then the extension asks for the next event.
+    let deadline =
+        (std::time::SystemTime::now() + Duration::from_secs(30)).duration_since(std::time::UNIX_EPOCH).unwrap();
+    api.send(json!({"eventType": "INVOKE", "deadlineMs": deadline.as_millis() as u64, "requestId": "r1",
+        "invokedFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:fn",
+        "tracing": {"type": "X-Amzn-Trace-Id", "value": "Root=1-0-0"}}));
+    let seen = api.wait_for(Duration::from_secs(10), |s| s.polls >= 2).await;
+    assert_eq!(seen.polls, 2, "INVOKE handled");
+    assert!(get_token(port).await.is_ok());
+    assert_eq!(f.emu.counters(&f.account).access_tokens, 1, "warm-up mint served every request");
+
+    // SHUTDOWN: exits well within Lambda's 2 s for external extensions.
+    let asked = Instant::now();
+    api.send(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0}));
+    let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await.expect("stopped within 2 s").unwrap();
+    eprintln!("SHUTDOWN to exit: {:?}", asked.elapsed());
+    assert!(status.success(), "{status:?}");
+    assert!(get_token(port).await.is_err(), "the listener is gone");
+}
+
+#[tokio::test]
+async fn a_missing_secret_id_reaches_init_error_naming_the_variable() {
+    let api = ExtensionsApi::start().await;
+    let mut child = extension(&api, free_port()).spawn().unwrap();
+    let seen = api.wait_for(Duration::from_secs(10), |s| !s.init_errors.is_empty()).await;
+    let (kind, body) = seen.init_errors.first().expect("an init error was reported");
+    assert_eq!(kind, "Extension.ConfigInvalid");
+    assert!(body["errorMessage"].as_str().unwrap().contains("VERTEX_BROKER_SECRET_ID"), "{body}");
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.unwrap().unwrap();
+    assert!(!status.success());
+}
+
+#[tokio::test]
+async fn an_invalid_variable_reaches_init_error_naming_it() {
+    let api = ExtensionsApi::start().await;
+    let mut child = extension(&api, free_port())
+        .env("VERTEX_BROKER_SECRET_ID", "s")
+        .env("VERTEX_BROKER_SECRET_TTL", "often")
+        .spawn()
+        .unwrap();
+    let seen = api.wait_for(Duration::from_secs(10), |s| !s.init_errors.is_empty()).await;
+    let (_, body) = seen.init_errors.first().expect("an init error was reported");
+    assert!(body["errorMessage"].as_str().unwrap().contains("VERTEX_BROKER_SECRET_TTL"), "{body}");
+    let _ = child.wait().await;
+}
+
+#[tokio::test]
+async fn the_exec_wrapper_points_google_libraries_at_the_broker_and_runs_the_runtime() {
+    let wrapper = concat!(env!("CARGO_MANIFEST_DIR"), "/layer/vertex-broker-wrapper");
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(wrapper);
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .args(["sh", "-c", "echo \"$GCE_METADATA_HOST $GCE_METADATA_IP $1\"", "runtime", "arg1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(run(&[]), "127.0.0.1:2775 127.0.0.1:2775 arg1\n");
+    assert_eq!(run(&[("VERTEX_BROKER_PORT", "3001")]), "127.0.0.1:3001 127.0.0.1:3001 arg1\n");
+    assert_eq!(run(&[("GCE_METADATA_HOST", "10.1.1.1:80")]), "10.1.1.1:80 127.0.0.1:2775 arg1\n");
+}
