@@ -62,19 +62,25 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    if config.secret_ids.is_empty() {
+        eprintln!("error: {}", vertex_broker::broker::BrokerError::NoSecret);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let stop = shutdown_signal();
+    // Listen first: clients can connect while the AWS configuration loads.
+    let listener = match server::bind(config.port).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on 127.0.0.1:{}: {e}; pick another with --port", config.port);
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
     let store = Arc::new(SecretsManagerStore::from_env().await);
     let broker = match Broker::new(&BrokerSettings::from(&config), store) {
         Ok(b) => Arc::new(b),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let listener = match server::bind(config.port).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on 127.0.0.1:{}: {e}; pick another with --port", config.port);
-            return ExitCode::from(EXIT_FAILED);
         }
     };
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -84,15 +90,21 @@ async fn serve(config: Config) -> ExitCode {
         let broker = broker.clone();
         async move { broker.warm_up().await }
     });
-    server::serve(broker, listener, shutdown_signal()).await;
+    server::serve(broker, listener, stop).await;
     tracing::info!("vertex-broker stopped");
     ExitCode::SUCCESS
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Installs the SIGTERM and SIGINT handlers now (before the port opens, so a signal that
+/// arrives early still stops cleanly) and resolves when either arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

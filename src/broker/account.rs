@@ -2,7 +2,7 @@
 //! when the version moves), and its access-token and ID-token caches.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -34,10 +34,11 @@ pub struct Account {
     http: reqwest::Client,
     http_timeout: Duration,
     secret_ttl: Duration,
-    key: RwLock<Option<CurrentKey>>,
+    key: RwLock<Option<Arc<CurrentKey>>>,
     /// Single-flight for secret reads; holds when the AWSCURRENT version was last checked.
     key_check: tokio::sync::Mutex<Option<Instant>>,
-    last_check: Mutex<Option<Instant>>,
+    /// Milliseconds since `epoch()` of the last check, +1 (0: never): read on every request.
+    last_check_ms: AtomicU64,
     key_error: Mutex<Option<String>>,
     access: TokenCache<String>,
     id: TokenCache<String>,
@@ -61,7 +62,7 @@ impl Account {
             secret_ttl,
             key: RwLock::new(None),
             key_check: tokio::sync::Mutex::new(None),
-            last_check: Mutex::new(None),
+            last_check_ms: AtomicU64::new(0),
             key_error: Mutex::new(None),
             access: TokenCache::new(policy),
             id: TokenCache::new(policy),
@@ -70,7 +71,7 @@ impl Account {
     }
 
     /// The key in use, if one has been loaded.
-    pub fn current(&self) -> Option<CurrentKey> {
+    pub fn current(&self) -> Option<Arc<CurrentKey>> {
         self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -83,21 +84,28 @@ impl Account {
     }
 
     fn check_due(&self) -> bool {
-        let last = *self.last_check.lock().unwrap_or_else(|p| p.into_inner());
-        last.is_none_or(|t| t.elapsed() >= self.secret_ttl)
+        match self.last_check_ms.load(Ordering::Relaxed) {
+            0 => true,
+            at => epoch().elapsed().as_millis() as u64 + 1 - at >= self.secret_ttl.as_millis() as u64,
+        }
+    }
+
+    /// Starts a background re-check of the secret when SECRET_TTL has passed. Cheap when not.
+    fn recheck_if_due(self: &Arc<Self>) {
+        if self.check_due() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _ = me.reload(false).await;
+            });
+        }
     }
 
     /// The key to sign with: loads it on first use; re-reads it when SECRET_TTL has passed (in
     /// the background when a key is already there) or at once when `force`d (invalid_grant).
-    pub async fn key(self: &Arc<Self>, force: bool) -> Result<CurrentKey, Unavailable> {
+    pub async fn key(self: &Arc<Self>, force: bool) -> Result<Arc<CurrentKey>, Unavailable> {
         match self.current() {
             Some(current) if !force => {
-                if self.check_due() {
-                    let me = self.clone();
-                    tokio::spawn(async move {
-                        let _ = me.reload(false).await;
-                    });
-                }
+                self.recheck_if_due();
                 Ok(current)
             }
             _ => self.reload(force).await,
@@ -106,7 +114,7 @@ impl Account {
 
     /// Re-checks which version is AWSCURRENT (DescribeSecret) and reads it only when it moved.
     /// A failure keeps the key already loaded: Secrets Manager outages do not stop the broker.
-    pub async fn reload(&self, force: bool) -> Result<CurrentKey, Unavailable> {
+    pub async fn reload(&self, force: bool) -> Result<Arc<CurrentKey>, Unavailable> {
         let started = Instant::now();
         let mut checked = self.key_check.lock().await;
         if let (Some(at), Some(current)) = (*checked, self.current()) {
@@ -118,11 +126,12 @@ impl Account {
         let result = self.read_current().await;
         let now = Instant::now();
         *checked = Some(now);
-        *self.last_check.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+        self.last_check_ms.store(now.duration_since(epoch()).as_millis() as u64 + 1, Ordering::Relaxed);
         match result {
             Ok(Some(new)) => {
                 self.counters.key_reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(secret = %self.secret_id, version = %new.version_id, key_id = %new.key.private_key_id(), "loaded the AWSCURRENT key");
+                let new = Arc::new(new);
                 *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
                 *self.key_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 // Tokens of the old key stay servable; new mints use the new key.
@@ -145,7 +154,7 @@ impl Account {
 
     /// The AWSCURRENT key if its version differs from the loaded one (None when unchanged).
     async fn read_current(&self) -> Result<Option<CurrentKey>, String> {
-        let loaded = self.current().map(|c| c.version_id);
+        let loaded = self.current().map(|c| c.version_id.clone());
         if let Some(loaded) = &loaded {
             let desc = self.store.describe(&self.secret_id).await.map_err(|e| e.to_string())?;
             if desc.version_with(AWSCURRENT) == Some(loaded.as_str()) {
@@ -172,7 +181,7 @@ impl Account {
                     let _ = me.access.fill(&slot, true, || me.mint_access(&scopes)).await;
                 });
             }
-            let _ = self.key(false).await; // drives the SECRET_TTL re-check
+            self.recheck_if_due();
             return Ok(token);
         }
         self.access.fill(&slot, false, || self.mint_access(scopes)).await
@@ -190,7 +199,7 @@ impl Account {
                     let _ = me.id.fill(&slot, true, || me.mint_id(&audience)).await;
                 });
             }
-            let _ = self.key(false).await;
+            self.recheck_if_due();
             return Ok(token);
         }
         self.id.fill(&slot, false, || self.mint_id(audience)).await
@@ -216,7 +225,7 @@ impl Account {
             Err(e) if e.is_invalid_grant() => {
                 let reloaded = self.key(true).await.map_err(|e| e.message)?;
                 if reloaded.version_id != current.version_id {
-                    mint(reloaded.key).await
+                    mint(reloaded.key.clone()).await
                 } else {
                     Err(e)
                 }
@@ -260,4 +269,10 @@ impl Account {
     pub fn id_snapshot(&self) -> Vec<(String, Option<chrono::DateTime<chrono::Utc>>, Option<String>)> {
         self.id.snapshot()
     }
+}
+
+/// A fixed instant all accounts measure check times from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }

@@ -143,19 +143,24 @@ async fn account_route(broker: &Broker, rest: &str, params: &Params) -> Reply {
     let Some(account) = broker.account(name).await else {
         return Reply::error(404, format!("vertex-broker: no service account {name:?}; this broker serves `default` and the emails under service-accounts/"));
     };
-    let key = match account.key(false).await {
-        Ok(k) => k,
-        Err(e) => return Reply::unavailable("service-account key", e),
-    };
-    let email = key.key.client_email();
     let is_default = broker.accounts().first().is_some_and(|a| std::sync::Arc::ptr_eq(a, &account));
-    let aliases: Vec<&str> = if is_default { vec!["default"] } else { vec![] };
-    match leaf {
-        "" if params.flag("recursive") => {
-            Reply::json(json!({"aliases": aliases, "email": email, "scopes": broker.default_scopes()}).to_string())
+    let aliases: &[&str] = if is_default { &["default"] } else { &[] };
+    // Only these answers need the key itself; token and identity go straight to the cache.
+    let email = || async {
+        match account.key(false).await {
+            Ok(k) => Ok(k.key.client_email().to_string()),
+            Err(e) => Err(Reply::unavailable("service-account key", e)),
         }
+    };
+    match leaf {
+        "" if params.flag("recursive") => match email().await {
+            Ok(email) => {
+                Reply::json(json!({"aliases": aliases, "email": email, "scopes": broker.default_scopes()}).to_string())
+            }
+            Err(reply) => reply,
+        },
         "" => Reply::text("aliases\nemail\nidentity\nscopes\ntoken\n"),
-        "email" => Reply::text(email.to_string()),
+        "email" => email().await.map(Reply::text).unwrap_or_else(|reply| reply),
         "aliases" => Reply::text(aliases.join("\n")),
         "scopes" => Reply::text(broker.default_scopes().join("\n") + "\n"),
         "token" => {

@@ -4,16 +4,18 @@ pub mod iam;
 pub mod token;
 
 use std::fmt;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-/// A bearer credential (access or ID token). Debug never shows it.
+/// A bearer credential (access or ID token). Debug never shows it; clones share one zeroized
+/// buffer, so serving a cached token copies no secret bytes.
 #[derive(Clone)]
-pub struct Secret(Zeroizing<String>);
+pub struct Secret(Arc<Zeroizing<String>>);
 
 impl Secret {
     pub fn new(value: String) -> Self {
-        Self(Zeroizing::new(value))
+        Self(Arc::new(Zeroizing::new(value)))
     }
     /// The credential itself, for an Authorization header or a response body.
     pub fn expose(&self) -> &str {

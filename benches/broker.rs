@@ -1,0 +1,187 @@
+//! `make bench` (broker part): the token endpoint under wrk at 1, 10 and 64 keep-alive
+//! connections next to a bare hyper server answering the same bytes (the floor for any HTTP
+//! server here), plus idle RSS, RSS after a million requests, exec-to-listening,
+//! exec-to-first-token and the stripped extension size. Prints ratios; asserts nothing.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::convert::Infallible;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use support::Fixture;
+
+const TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--bare-server") {
+        let body = args[i + 1].clone();
+        return bare_server(body);
+    }
+    tokio::runtime::Runtime::new().unwrap().block_on(run());
+}
+
+/// The floor: hyper, HTTP/1.1 keep-alive, same headers and body, no logic. Multi-threaded
+/// runtime like the broker's.
+fn bare_server(body: String) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        let body = Bytes::from(body);
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let mut resp = Response::new(Full::new(body.clone()));
+                    let h = resp.headers_mut();
+                    h.insert("metadata-flavor", hyper::header::HeaderValue::from_static("Google"));
+                    h.insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+                    async move { Ok::<_, Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+struct Wrk {
+    rps: f64,
+    p50: String,
+    p99: String,
+    requests: u64,
+}
+
+fn wrk(port: u16, connections: u32, seconds: u32) -> Wrk {
+    let out = Command::new("wrk")
+        .args(["--latency", "-t", &connections.min(2).to_string(), "-c", &connections.to_string()])
+        .args(["-d", &format!("{seconds}s"), "-H", "Metadata-Flavor: Google"])
+        .arg(format!("http://127.0.0.1:{port}{TOKEN}"))
+        .output()
+        .expect("wrk is installed by scripts/bench.sh");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |prefix: &str| -> String {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string()
+    };
+    let rps = field("Requests/sec:").parse().unwrap_or(0.0);
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Wrk { rps, p50: field("50%"), p99: field("99%"), requests }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn run() {
+    let f = Fixture::new("bench-broker").await;
+    let port = free_port();
+
+    // Start-up, measured from exec.
+    let started = Instant::now();
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
+        .arg("serve")
+        .env("VERTEX_BROKER_SECRET_ID", &f.secret)
+        .env("VERTEX_BROKER_PORT", port.to_string())
+        .env("VERTEX_BROKER_LOG", "warn")
+        .env("AWS_ENDPOINT_URL", support::moto_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let listening = loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break started.elapsed();
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    };
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}{TOKEN}");
+    let first_token = loop {
+        let r = http.get(&url).header("Metadata-Flavor", "Google").send().await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    };
+    let body = http.get(&url).header("Metadata-Flavor", "Google").send().await.unwrap().text().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = rss_kb(broker.id());
+
+    // The floor, answering the same bytes.
+    let mut bare = Command::new(std::env::current_exe().unwrap())
+        .args(["--bare-server", &body])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(bare.stdout.take().unwrap()), &mut line).unwrap();
+    let bare_port: u16 = line.trim().parse().unwrap();
+
+    println!("broker benchmark: GET token endpoint, warm cache, keep-alive, wrk on the same 2 cores");
+    println!(
+        "{:>5}  {:>12} {:>9} {:>9}   {:>12} {:>9} {:>9}   {:>6}",
+        "conns", "broker rps", "p50", "p99", "bare rps", "p50", "p99", "ratio"
+    );
+    let mut total = 0;
+    for conns in [1, 10, 64] {
+        let b = wrk(bare_port, conns, 5);
+        let v = wrk(port, conns, 5);
+        total += v.requests;
+        println!(
+            "{conns:>5}  {:>12.0} {:>9} {:>9}   {:>12.0} {:>9} {:>9}   {:>5.1}%",
+            v.rps,
+            v.p50,
+            v.p99,
+            b.rps,
+            b.p50,
+            b.p99,
+            100.0 * v.rps / b.rps.max(1.0)
+        );
+    }
+    while total < 1_000_000 {
+        total += wrk(port, 64, 10).requests;
+    }
+    let busy_rss = rss_kb(broker.id());
+    let _ = bare.kill();
+    let _ = broker.kill();
+
+    let ext = std::fs::metadata(env!("CARGO_BIN_EXE_vertex-broker-extension")).map(|m| m.len()).unwrap_or(0);
+    println!();
+    println!("  idle RSS (after warm-up)                {:>8.1} MB", idle_rss as f64 / 1024.0);
+    println!("  RSS after {:>9} requests            {:>8.1} MB", total, busy_rss as f64 / 1024.0);
+    println!("  exec -> listening                       {:>8.1} ms", listening.as_secs_f64() * 1000.0);
+    println!("  exec -> first token (moto + emulator)   {:>8.1} ms", first_token.as_secs_f64() * 1000.0);
+    println!("  vertex-broker-extension (release, stripped) {:>4.1} MB", ext as f64 / 1_048_576.0);
+    println!("  counters: {} mints at the emulator", f.emu.counters(&f.account).access_tokens);
+}
