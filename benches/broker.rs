@@ -174,7 +174,9 @@ async fn run() {
     }
     let busy_rss = rss_kb(broker.id());
     let _ = bare.kill();
+    let _ = bare.wait();
     let _ = broker.kill();
+    let _ = broker.wait();
 
     let ext = std::fs::metadata(env!("CARGO_BIN_EXE_vertex-broker-extension")).map(|m| m.len()).unwrap_or(0);
     println!();
