@@ -28,7 +28,7 @@ fn key_json(email: &str, key: &Key) -> Value {
     let mut v = json!({
         "name": key_name(email, &key.id),
         "validAfterTime": key.created.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "validBeforeTime": NEVER,
+        "validBeforeTime": key.valid_before.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).unwrap_or(NEVER.into()),
         "keyAlgorithm": "KEY_ALG_RSA_2048",
         "keyOrigin": "GOOGLE_PROVIDED",
         "keyType": "USER_MANAGED",

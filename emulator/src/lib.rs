@@ -119,6 +119,12 @@ impl Emulator {
         self.shared.world().account_mut(email).key_creation_disabled = disabled;
     }
 
+    /// Applies the `iam.serviceAccountKeyExpiryHours` org policy: keys created from now on
+    /// expire `expiry` after creation (None lifts it).
+    pub fn set_key_expiry(&self, email: &str, expiry: Option<Duration>) {
+        self.shared.world().account_mut(email).key_expiry = expiry.and_then(|d| chrono::Duration::from_std(d).ok());
+    }
+
     /// Denies (or grants) `email` the Vertex AI predict permission.
     pub fn set_vertex_denied(&self, email: &str, denied: bool) {
         self.shared.world().account_mut(email).vertex_denied = denied;

@@ -62,6 +62,7 @@ fn mint(shared: &Shared, assertion: &str) -> Result<Value, MintError> {
         .keys
         .iter()
         .filter(|k| !k.disabled && k.propagated(now) && kid.is_none_or(|kid| kid == k.id))
+        .filter(|k| k.valid_before.is_none_or(|t| t > now))
         .find(|k| jwt.verifies_with(&k.public_der))
         .map(|k| k.id.clone());
     let Some(key_id) = signer else {

@@ -24,6 +24,8 @@ pub struct Key {
     /// Before this instant the key is invisible to list/get and cannot mint tokens.
     pub propagated_at: DateTime<Utc>,
     pub disabled: bool,
+    /// Set when the org policy `iam.serviceAccountKeyExpiryHours` applied at creation.
+    pub valid_before: Option<DateTime<Utc>>,
 }
 
 impl Key {
@@ -41,6 +43,8 @@ pub struct Account {
     pub key_creation_disabled: bool,
     /// The account lacks `aiplatform.endpoints.predict`.
     pub vertex_denied: bool,
+    /// `iam.serviceAccountKeyExpiryHours`: new keys expire this long after creation.
+    pub key_expiry: Option<chrono::Duration>,
     pub client_id: String,
 }
 
@@ -152,12 +156,15 @@ impl World {
             chrono::Duration::from_std(self.propagation_delay).unwrap_or_else(|_| chrono::Duration::zero())
         };
         let id = crypto::random_hex(20);
-        self.account_mut(email).keys.push(Key {
+        let account = self.account_mut(email);
+        let valid_before = account.key_expiry.map(|e| now + e);
+        account.keys.push(Key {
             id: id.clone(),
             public_der: generated.public_der.clone(),
             created: now,
             propagated_at: now + delay,
             disabled: false,
+            valid_before,
         });
         self.counters_mut(email).keys_created += 1;
         id

@@ -231,6 +231,17 @@ impl SecretStore for MemoryStore {
         Ok(())
     }
 
+    async fn create(&self, name: &str, value: &str, _description: &str) -> Result<String, StoreError> {
+        if self.lock().contains_key(name) {
+            return Err(StoreError::Refused {
+                operation: "CreateSecret",
+                code: "ResourceExistsException".into(),
+                message: format!("the secret {name} already exists"),
+            });
+        }
+        Ok(MemoryStore::create(self, name, value))
+    }
+
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
         let mut secrets = self.lock();
         let s = find(&mut secrets, secret_id, "ListSecretVersionIds")?;

@@ -124,4 +124,7 @@ pub trait SecretStore: Send + Sync {
 
     /// ListSecretVersionIds, including versions without labels.
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError>;
+
+    /// CreateSecret with `value` as its first (AWSCURRENT) version; returns the ARN.
+    async fn create(&self, name: &str, value: &str, description: &str) -> Result<String, StoreError>;
 }

@@ -146,6 +146,19 @@ impl SecretStore for SecretsManagerStore {
         Ok(())
     }
 
+    async fn create(&self, name: &str, value: &str, description: &str) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .create_secret()
+            .name(name)
+            .description(description)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|e| map("CreateSecret", format!("secret {name}"), e))?;
+        Ok(out.arn().unwrap_or(name).to_string())
+    }
+
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
         let mut versions = Vec::new();
         let mut next: Option<String> = None;

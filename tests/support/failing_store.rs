@@ -76,4 +76,7 @@ impl SecretStore for FailingStore {
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
         self.inner.list_versions(secret_id).await
     }
+    async fn create(&self, name: &str, value: &str, description: &str) -> Result<String, StoreError> {
+        self.inner.create(name, value, description).await
+    }
 }

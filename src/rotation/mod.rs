@@ -5,6 +5,11 @@
 //! AWSCURRENT or AWSPREVIOUS are never revoked; only keys recorded in this secret's version
 //! history are revoked; a key created but not stored is deleted when that is certain; the
 //! 10-key limit is checked before creating; testSecret waits for propagation with backoff.
+//!
+//! [`operator`] adds what the CLI needs on top of the same engine: a local rotation, the
+//! status report, revocation and the first key.
+
+pub mod operator;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -19,7 +24,7 @@ use crate::config::{Config, RevokeMode, DEFAULT_SCOPE};
 use crate::google::iam::{IamClient, IamError, RetryPolicy};
 use crate::google::token::{self, TokenError};
 use crate::key::{KeyError, ServiceAccountKey};
-use crate::store::{SecretDescription, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use crate::store::{SecretDescription, SecretStore, StoreError, VersionInfo, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 /// Google's limit on user-managed keys per service account.
 pub const MAX_KEYS: usize = 10;
@@ -155,12 +160,27 @@ pub enum RotationError {
          function timeout, then let Secrets Manager retry"
     )]
     PropagationTimeout { key_id: String, waited: Duration, last: String },
+    #[error(
+        "refusing to revoke key {key_id}: it is the AWSCURRENT key of secret {arn}, in use by every \
+         broker. Rotate first (`vertex-broker rotate`), then revoke it as --previous"
+    )]
+    RefuseCurrent { key_id: String, arn: String },
+    #[error("nothing to revoke: {0}")]
+    NothingToRevoke(String),
     #[error("the new key {key_id} was refused by the token endpoint: {source}")]
     PendingRefused {
         key_id: String,
         #[source]
         source: TokenError,
     },
+}
+
+/// Who runs a step: Secrets Manager (the Lambda), or an operator (`rotate --local`), for
+/// whom rotation need not be enabled and createSecret may start a new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Invoker {
+    SecretsManager,
+    Operator,
 }
 
 /// The engine's settings (a subset of [`Config`]).
@@ -207,15 +227,29 @@ impl Rotation {
 
     /// Runs one step as Secrets Manager invokes it. `deadline` is the Lambda's, if any.
     pub async fn run(&self, event: &RotationEvent, deadline: Option<Instant>) -> Result<Outcome, RotationError> {
+        self.run_as(event, deadline, Invoker::SecretsManager).await
+    }
+
+    async fn run_as(
+        &self,
+        event: &RotationEvent,
+        deadline: Option<Instant>,
+        invoker: Invoker,
+    ) -> Result<Outcome, RotationError> {
         let secret = event.secret_id.as_str();
         let token = event.client_request_token.as_str();
         let desc = self.store.describe(secret).await?;
         let arn = desc.arn.clone();
-        if !desc.rotation_enabled {
+        if !desc.rotation_enabled && invoker == Invoker::SecretsManager {
             return Err(RotationError::NotEnabled { arn });
         }
-        let Some(stages) = desc.versions.get(token) else {
-            return Err(RotationError::NoStage { token: token.into(), arn });
+        // An operator's local rotation starts without RotateSecret: createSecret labels the token.
+        let new_local = invoker == Invoker::Operator && event.step == Step::CreateSecret.as_str();
+        let no_stages = Vec::new();
+        let stages = match desc.versions.get(token) {
+            Some(stages) => stages,
+            None if new_local => &no_stages,
+            None => return Err(RotationError::NoStage { token: token.into(), arn }),
         };
         if stages.iter().any(|s| s == AWSCURRENT) {
             // A finishSecret that promoted but failed to drop AWSPENDING left it here: tidy up.
@@ -227,7 +261,7 @@ impl Rotation {
             tracing::info!(secret = %arn, version = token, "version is already AWSCURRENT; nothing to do");
             return Ok(Outcome::AlreadyCurrent);
         }
-        if !stages.iter().any(|s| s == AWSPENDING) {
+        if !stages.iter().any(|s| s == AWSPENDING) && !new_local {
             return Err(RotationError::NotPending { token: token.into(), arn });
         }
         let step = Step::parse(&event.step)
@@ -421,7 +455,19 @@ impl Rotation {
 
     /// Every key of `account` that some version of the secret has held.
     async fn history(&self, secret: &str, account: &str) -> Result<History, RotationError> {
-        let mut history = History::new();
+        Ok(self
+            .version_keys(secret)
+            .await?
+            .into_iter()
+            .filter_map(|(version, holder)| {
+                holder.filter(|(email, _)| email == account).map(|(_, key_id)| (key_id, version.version_id))
+            })
+            .collect())
+    }
+
+    /// Every version of the secret with the (account, key id) it holds, if it holds a key.
+    async fn version_keys(&self, secret: &str) -> Result<Vec<(VersionInfo, Option<(String, String)>)>, RotationError> {
+        let mut out = Vec::new();
         for version in self.store.list_versions(secret).await? {
             let cached = self.versions_seen.lock().unwrap_or_else(|p| p.into_inner()).get(&version.version_id).cloned();
             let holder = match cached {
@@ -432,7 +478,10 @@ impl Rotation {
                             .ok()
                             .map(|k| (k.client_email().to_string(), k.private_key_id().to_string())),
                         // A version without a value yet (RotateSecret's pending one) may get one later.
-                        Err(e) if e.is_not_found() => continue,
+                        Err(e) if e.is_not_found() => {
+                            out.push((version, None));
+                            continue;
+                        }
                         Err(e) => return Err(e.into()),
                     };
                     self.versions_seen
@@ -442,13 +491,9 @@ impl Rotation {
                     holder
                 }
             };
-            if let Some((email, key_id)) = holder {
-                if email == account {
-                    history.insert(key_id, version.version_id);
-                }
-            }
+            out.push((version, holder));
         }
-        Ok(history)
+        Ok(out)
     }
 
     /// Revokes keys this secret minted that are no longer AWSCURRENT or AWSPREVIOUS. With
@@ -489,15 +534,18 @@ impl Rotation {
     /// An IAM client authenticated as the admin key (VERTEX_BROKER_ADMIN_SECRET_ID) or, by
     /// default, as the rotated account's current key.
     async fn iam_client(&self, current: &ServiceAccountKey) -> Result<IamClient, RotationError> {
-        let admin;
-        let caller = match &self.settings.admin_secret_id {
+        match &self.settings.admin_secret_id {
             Some(id) => {
                 let desc = self.store.describe(id).await?;
-                admin = self.key_at(&desc, None, AWSCURRENT).await?;
-                &admin
+                let admin = self.key_at(&desc, None, AWSCURRENT).await?;
+                self.iam_client_as(&admin).await
             }
-            None => current,
-        };
+            None => self.iam_client_as(current).await,
+        }
+    }
+
+    /// An IAM client whose calls `caller` authenticates.
+    async fn iam_client_as(&self, caller: &ServiceAccountKey) -> Result<IamClient, RotationError> {
         let scopes = [DEFAULT_SCOPE.to_string()];
         let retry = self.settings.retry;
         let backoff = ExponentialBuilder::default()

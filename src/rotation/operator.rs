@@ -1,0 +1,286 @@
+//! What operators do with the same engine the Lambda runs: rotate now in this process (the
+//! break-glass path), inspect a secret against its Google keys, revoke keys, mint a first key.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::*;
+use crate::google::iam::GoogleKey;
+
+/// Which keys `revoke` acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeTarget {
+    /// One key by id (even one this secret did not mint: the operator asked for it).
+    KeyId(String),
+    /// The AWSPREVIOUS key.
+    Previous,
+    /// Keys this secret minted that are neither AWSCURRENT nor AWSPREVIOUS.
+    Orphans,
+}
+
+/// What a revoke would do, for the operator to confirm.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RevokePlan {
+    pub secret: String,
+    pub account: String,
+    pub key_ids: Vec<String>,
+    pub action: &'static str,
+}
+
+/// One Google key of the account, joined to the secret's versions.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStatus {
+    pub key_id: String,
+    pub created: Option<DateTime<Utc>>,
+    pub expires: Option<DateTime<Utc>>,
+    pub disabled: bool,
+    /// Minted by this secret (recorded in its version history).
+    pub managed: bool,
+    /// Stages of the version holding it, if a version still holds it.
+    pub stages: Vec<String>,
+    pub version_id: Option<String>,
+}
+
+/// One version of the secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionStatus {
+    pub version_id: String,
+    pub stages: Vec<String>,
+    pub key_id: Option<String>,
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// Something about to go wrong.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Warning {
+    NearKeyLimit { held: usize, limit: usize },
+    ExpiresBeforeNextRotation { key_id: String, expires: DateTime<Utc>, next_rotation: DateTime<Utc> },
+    StuckPending { version_id: String },
+    UnmanagedKeys { key_ids: Vec<String> },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::NearKeyLimit { held, limit } => write!(
+                f,
+                "the account holds {held} of Google's {limit} keys; a rotation needs a free place \
+                 (`vertex-broker revoke --orphans`, or delete keys this secret did not mint)"
+            ),
+            Warning::ExpiresBeforeNextRotation { key_id, expires, next_rotation } => write!(
+                f,
+                "key {key_id} expires {expires} (org policy iam.serviceAccountKeyExpiryHours), before the \
+                 next rotation {next_rotation}: rotate more often or now (`vertex-broker rotate`)"
+            ),
+            Warning::StuckPending { version_id } => write!(
+                f,
+                "a rotation is stuck: version {version_id} holds AWSPENDING; finish it with \
+                 `vertex-broker rotate --local` or read the rotation function's logs"
+            ),
+            Warning::UnmanagedKeys { key_ids } => write!(
+                f,
+                "{} key(s) were not minted by this secret ({}); rotation never touches them",
+                key_ids.len(),
+                key_ids.join(", ")
+            ),
+        }
+    }
+}
+
+/// A secret and the Google keys of its account, side by side.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretStatus {
+    pub arn: String,
+    pub name: String,
+    pub account: String,
+    pub rotation_enabled: bool,
+    pub rotation_lambda_arn: Option<String>,
+    pub schedule: Option<String>,
+    pub last_rotated: Option<DateTime<Utc>>,
+    pub next_rotation: Option<DateTime<Utc>>,
+    pub versions: Vec<VersionStatus>,
+    pub keys: Vec<KeyStatus>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Rotation {
+    /// Runs the four steps here, now, with the caller's credentials. Resumes a rotation left
+    /// half-done (a version holding AWSPENDING) with its token; otherwise starts a new one.
+    pub async fn rotate_locally(
+        &self,
+        secret_id: &str,
+        mut on_step: impl FnMut(Step, &Outcome),
+    ) -> Result<String, RotationError> {
+        let desc = self.store.describe(secret_id).await?;
+        let current = desc.version_with(AWSCURRENT);
+        let token = match desc.version_with(AWSPENDING) {
+            Some(pending) if Some(pending) != current => pending.to_string(),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        for step in Step::ALL {
+            let event = RotationEvent {
+                step: step.as_str().into(),
+                secret_id: desc.arn.clone(),
+                client_request_token: token.clone(),
+                rotation_token: None,
+            };
+            let outcome = self.run_as(&event, None, Invoker::Operator).await?;
+            on_step(step, &outcome);
+        }
+        Ok(token)
+    }
+
+    /// The secret's versions joined to the account's Google keys, with warnings.
+    pub async fn status(&self, secret_id: &str) -> Result<SecretStatus, RotationError> {
+        let desc = self.store.describe(secret_id).await?;
+        let current = self.key_at(&desc, None, AWSCURRENT).await?;
+        let account = current.client_email().to_string();
+        let iam = self.iam_client(&current).await?;
+        let google_keys = iam.list_keys(&account).await?;
+        let versions = self.version_keys(&desc.arn).await?;
+
+        let version_rows: Vec<VersionStatus> = versions
+            .iter()
+            .map(|(v, holder)| VersionStatus {
+                version_id: v.version_id.clone(),
+                stages: v.stages.clone(),
+                key_id: holder.as_ref().map(|(_, id)| id.clone()),
+                created: v.created,
+            })
+            .collect();
+        let minted: HashSet<&str> = versions
+            .iter()
+            .filter_map(|(_, h)| h.as_ref().filter(|(e, _)| *e == account).map(|(_, id)| id.as_str()))
+            .collect();
+        let key_rows: Vec<KeyStatus> = google_keys
+            .iter()
+            .map(|k: &GoogleKey| {
+                let holder =
+                    version_rows.iter().find(|v| v.key_id.as_deref() == Some(k.id.as_str()) && !v.stages.is_empty());
+                KeyStatus {
+                    key_id: k.id.clone(),
+                    created: k.valid_after,
+                    expires: k.valid_before,
+                    disabled: k.disabled,
+                    managed: minted.contains(k.id.as_str()),
+                    stages: holder.map(|v| v.stages.clone()).unwrap_or_default(),
+                    version_id: holder.map(|v| v.version_id.clone()),
+                }
+            })
+            .collect();
+
+        let next_rotation = desc.next_rotation.or_else(|| {
+            let days = desc.rotation_days?;
+            Some(desc.last_rotated? + chrono::Duration::days(days))
+        });
+        let mut warnings = Vec::new();
+        if key_rows.len() >= MAX_KEYS - 2 {
+            warnings.push(Warning::NearKeyLimit { held: key_rows.len(), limit: MAX_KEYS });
+        }
+        if let (Some(next), Some(k)) = (next_rotation, key_rows.iter().find(|k| k.key_id == current.private_key_id())) {
+            if let Some(expires) = k.expires.filter(|e| *e < next) {
+                warnings.push(Warning::ExpiresBeforeNextRotation {
+                    key_id: k.key_id.clone(),
+                    expires,
+                    next_rotation: next,
+                });
+            }
+        }
+        if let Some(pending) = desc.version_with(AWSPENDING).filter(|p| Some(*p) != desc.version_with(AWSCURRENT)) {
+            warnings.push(Warning::StuckPending { version_id: pending.to_string() });
+        }
+        let unmanaged: Vec<String> = key_rows.iter().filter(|k| !k.managed).map(|k| k.key_id.clone()).collect();
+        if !unmanaged.is_empty() {
+            warnings.push(Warning::UnmanagedKeys { key_ids: unmanaged });
+        }
+        Ok(SecretStatus {
+            arn: desc.arn.clone(),
+            name: desc.name.clone(),
+            account,
+            rotation_enabled: desc.rotation_enabled,
+            rotation_lambda_arn: desc.rotation_lambda_arn.clone(),
+            schedule: desc.rotation_schedule.clone().or(desc.rotation_days.map(|d| format!("every {d} days"))),
+            last_rotated: desc.last_rotated,
+            next_rotation,
+            versions: version_rows,
+            keys: key_rows,
+            warnings,
+        })
+    }
+
+    /// Which keys a revoke would touch. Never the AWSCURRENT key.
+    pub async fn revoke_plan(&self, secret_id: &str, target: &RevokeTarget) -> Result<RevokePlan, RotationError> {
+        let desc = self.store.describe(secret_id).await?;
+        let current = self.key_at(&desc, None, AWSCURRENT).await?;
+        let account = current.client_email().to_string();
+        let key_ids = match target {
+            RevokeTarget::KeyId(id) if id == current.private_key_id() => {
+                return Err(RotationError::RefuseCurrent { key_id: id.clone(), arn: desc.arn });
+            }
+            RevokeTarget::KeyId(id) => vec![id.clone()],
+            RevokeTarget::Previous => {
+                if desc.version_with(AWSPREVIOUS).is_none() {
+                    return Err(RotationError::NothingToRevoke(format!(
+                        "secret {} has no AWSPREVIOUS version",
+                        desc.arn
+                    )));
+                }
+                let previous = self.key_at(&desc, None, AWSPREVIOUS).await?;
+                if previous.private_key_id() == current.private_key_id() {
+                    return Err(RotationError::RefuseCurrent {
+                        key_id: previous.private_key_id().into(),
+                        arn: desc.arn,
+                    });
+                }
+                vec![previous.private_key_id().to_string()]
+            }
+            RevokeTarget::Orphans => {
+                let protected = self.protected_keys(&desc, &current).await;
+                let history = self.history(&desc.arn, &account).await?;
+                let iam = self.iam_client(&current).await?;
+                let held = iam.list_keys(&account).await?;
+                held.into_iter()
+                    .map(|k| k.id)
+                    .filter(|id| history.contains_key(id) && !protected.contains(id))
+                    .collect()
+            }
+        };
+        let action = if self.settings.revoke == RevokeMode::Delete { "delete" } else { "disable" };
+        Ok(RevokePlan { secret: desc.arn, account, key_ids, action })
+    }
+
+    /// Carries out a plan from [`Rotation::revoke_plan`]; returns the keys revoked.
+    pub async fn revoke(&self, plan: &RevokePlan) -> Result<Vec<String>, RotationError> {
+        let desc = self.store.describe(&plan.secret).await?;
+        let current = self.key_at(&desc, None, AWSCURRENT).await?;
+        let iam = self.iam_client(&current).await?;
+        let mut done = Vec::new();
+        for id in &plan.key_ids {
+            if id == current.private_key_id() {
+                return Err(RotationError::RefuseCurrent { key_id: id.clone(), arn: desc.arn });
+            }
+            match self.settings.revoke {
+                RevokeMode::Delete => iam.delete_key(&plan.account, id).await?,
+                RevokeMode::Disable => iam.disable_key(&plan.account, id).await?,
+            }
+            tracing::info!(key_id = %id, action = plan.action, "revoked a key");
+            done.push(id.clone());
+        }
+        Ok(done)
+    }
+
+    /// Mints the first key of `account` with `admin`'s rights (for `init --service-account`).
+    pub async fn mint_first_key(
+        &self,
+        admin: &ServiceAccountKey,
+        account: &str,
+    ) -> Result<ServiceAccountKey, RotationError> {
+        let iam = self.iam_client_as(admin).await?;
+        let (key, _) = iam.create_key(account).await?;
+        Ok(key)
+    }
+}
