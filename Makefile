@@ -1,5 +1,5 @@
 # The two commands of the README, and the benchmark.
-.PHONY: test bench demo
+.PHONY: test bench dev
 
 ## Run fmt, clippy and the whole test suite (installs moto into .venv, starts it on a free port).
 test:
@@ -9,6 +9,7 @@ test:
 bench:
 	bash scripts/bench.sh
 
-## Three rotations on this machine: embedded Google emulator, in-memory Secrets Manager.
-demo:
-	cargo run --locked --example local_rotation
+## Everything on this machine, offline: Google emulator, in-memory secret, broker on
+## 127.0.0.1:2775, a rotation every 2 minutes. Ctrl-C stops it.
+dev:
+	cargo run --locked --bin vertex-broker -- dev

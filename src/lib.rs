@@ -11,13 +11,18 @@
 //! | [`google::token`] | mint access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |
 //! | [`store`] | `SecretStore`, the storage seam: Secrets Manager and in-memory implementations |
 //! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI |
+//! | [`rotation::operator`] | what the CLI adds on the engine: local rotation, status, revoke, first key |
+//! | [`broker`] | the token broker: cache, accounts, GCE metadata protocol, listener, Lambda extension |
+//! | [`dev`] | `vertex-broker dev`: emulator + in-memory store + broker + periodic rotation |
 //! | [`telemetry`] | log setup (JSON in Lambda) and CloudWatch Embedded Metric Format lines |
 //!
-//! The rotation Lambda is the `rotation/` crate (binary `bootstrap`); the local Google used by
-//! tests and `dev` is the `emulator/` crate (binary `google-emulator`).
+//! Binaries: `vertex-broker` (the CLI, `src/main.rs`), `vertex-broker-extension` (the layer's
+//! extension, `src/bin/`). The rotation Lambda is the `rotation/` crate (binary `bootstrap`);
+//! the local Google used by tests and `dev` is the `emulator/` crate (binary `google-emulator`).
 
 pub mod broker;
 pub mod config;
+pub mod dev;
 pub mod google;
 pub mod key;
 pub mod rotation;

@@ -10,7 +10,7 @@ use serde_json::json;
 /// DEBUG) are held at INFO whatever `VERTEX_BROKER_LOG` says, so no filter can leak a token
 /// or a key.
 const QUIET_DEPENDENCIES: &str = "yup_oauth2=info,hyper=info,hyper_util=info,h2=info,reqwest=info,rustls=info,\
-     aws_smithy_runtime=info,aws_smithy_http=info,aws_sdk_secretsmanager=info,aws_config=info,\
+     aws_smithy_runtime=info,aws_smithy_http=info,aws_sdk_secretsmanager=info,aws_config=error,\
      lambda_runtime=info,lambda_runtime_api_client=info";
 
 /// The filter actually installed: the user's, then the caps (later directives win).

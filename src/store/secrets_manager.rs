@@ -42,6 +42,19 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    if let SdkError::DispatchFailure(d) = &err {
+        let detail = DisplayErrorContext(&err).to_string();
+        let message = if detail.contains("credentials") {
+            "no usable AWS credentials (looked in the environment, profiles, SSO and the instance role): \
+             set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where a role is attached"
+                .to_string()
+        } else if d.is_timeout() || d.is_io() {
+            "could not reach Secrets Manager (network or endpoint); check AWS_REGION and AWS_ENDPOINT_URL".to_string()
+        } else {
+            format!("the request could not be sent: {}", detail.chars().take(300).collect::<String>())
+        };
+        return StoreError::Unavailable { operation, message };
+    }
     let message = err.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(&err).to_string());
     match err.code() {
         Some("ResourceNotFoundException") => StoreError::NotFound { operation, what, message },
