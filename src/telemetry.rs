@@ -9,24 +9,54 @@ use serde_json::json;
 /// Dependencies that log request or response bodies (yup-oauth2 logs token responses at
 /// DEBUG) are held at INFO whatever `VERTEX_BROKER_LOG` says, so no filter can leak a token
 /// or a key.
-const QUIET_DEPENDENCIES: &str = "yup_oauth2=info,hyper=info,hyper_util=info,h2=info,reqwest=info,rustls=info,\
-     aws_smithy_runtime=info,aws_smithy_http=info,aws_sdk_secretsmanager=info,aws_config=error,\
-     lambda_runtime=info,lambda_runtime_api_client=info";
+const QUIET_DEPENDENCIES: [(&str, &str); 13] = [
+    ("yup_oauth2", "info"),
+    ("hyper", "info"),
+    ("hyper_util", "info"),
+    ("h2", "info"),
+    ("reqwest", "info"),
+    ("rustls", "info"),
+    ("aws_smithy_runtime", "info"),
+    ("aws_smithy_http", "info"),
+    ("aws_smithy_http_client", "info"),
+    ("aws_sdk_secretsmanager", "info"),
+    ("aws_config", "error"),
+    ("lambda_runtime", "info"),
+    ("lambda_runtime_api_client", "info"),
+];
 
-/// The filter actually installed: the user's, then the caps (later directives win).
+/// The filter actually installed: the user's directives (`level` or `target=level`, comma
+/// separated) without any that name a capped dependency, then the caps.
 pub fn filter(user: &str) -> String {
-    format!("{user},{QUIET_DEPENDENCIES}")
+    let capped = |directive: &str| {
+        let target = directive.split('=').next().unwrap_or("").trim();
+        QUIET_DEPENDENCIES.iter().any(|(dep, _)| target == *dep || target.starts_with(&format!("{dep}::")))
+    };
+    let mut parts: Vec<String> =
+        user.split(',').map(str::trim).filter(|d| !d.is_empty() && !capped(d)).map(str::to_string).collect();
+    parts.extend(QUIET_DEPENDENCIES.iter().map(|(dep, level)| format!("{dep}={level}")));
+    parts.join(",")
+}
+
+fn targets(user: &str) -> tracing_subscriber::filter::Targets {
+    filter(user).parse().unwrap_or_else(|_| filter("info").parse().expect("the default filter parses"))
 }
 
 /// Installs the global tracing subscriber with `user_filter` (VERTEX_BROKER_LOG). JSON when `json`.
 pub fn init(user_filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter(user_filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter("info")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let registry = tracing_subscriber::registry().with(targets(user_filter));
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(false).without_time().try_init()
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .without_time()
+            .with_writer(std::io::stderr);
+        registry.with(layer).try_init()
     } else {
-        builder.with_target(false).try_init()
+        registry.with(tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr)).try_init()
     };
 }
 
@@ -79,20 +109,22 @@ mod tests {
                 Ok(())
             }
         }
-        for user in ["debug", "trace", "yup_oauth2=trace", "trace,yup_oauth2=debug"] {
+        for user in
+            ["debug", "trace", "yup_oauth2=trace", "trace,yup_oauth2=debug", "yup_oauth2::service_account=trace"]
+        {
             let buf = Buf::default();
             let writer = buf.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter(user)).unwrap())
-                .with_writer(move || writer.clone())
-                .finish();
+            use tracing_subscriber::layer::SubscriberExt;
+            let subscriber = tracing_subscriber::registry()
+                .with(targets(user))
+                .with(tracing_subscriber::fmt::layer().with_writer(move || writer.clone()));
             tracing::subscriber::with_default(subscriber, || {
                 tracing::debug!(target: "yup_oauth2::service_account", "body: token-material");
                 tracing::debug!(target: "vertex_broker::rotation", "ours");
             });
             let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
             assert!(!out.contains("token-material"), "{user}: {out}");
-            if user != "yup_oauth2=trace" {
+            if user.starts_with("debug") || user.starts_with("trace") {
                 assert!(out.contains("ours"), "{user}: our own debug logs still show: {out}");
             }
         }

@@ -168,34 +168,34 @@ impl Account {
         Ok(Some(CurrentKey { key, version_id: value.version_id.clone() }))
     }
 
-    /// An access token for `scopes` (already normalized: sorted, deduplicated).
-    pub async fn access_token(self: &Arc<Self>, scopes: &[String]) -> Result<Token, Unavailable> {
-        let cache_key = scopes.join(" ");
-        let slot = self.access.slot(&cache_key);
+    /// An access token for a scope set given as its cache key: the normalized scopes (sorted,
+    /// deduplicated) joined by single spaces, as [`super::scope_key`] builds it.
+    pub async fn access_token(self: &Arc<Self>, scope_key: &str) -> Result<Token, Unavailable> {
+        let slot = self.access.slot(scope_key);
         if let Lookup::Hit { token, refresh } = self.access.lookup(&slot) {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             if refresh {
-                let (me, scopes) = (self.clone(), scopes.to_vec());
+                let (me, key) = (self.clone(), scope_key.to_string());
                 tokio::spawn(async move {
-                    let slot = me.access.slot(&scopes.join(" "));
-                    let _ = me.access.fill(&slot, true, || me.mint_access(&scopes)).await;
+                    let slot = me.access.slot(key.as_str());
+                    let _ = me.access.fill(&slot, true, || me.mint_access(&key)).await;
                 });
             }
             self.recheck_if_due();
             return Ok(token);
         }
-        self.access.fill(&slot, false, || self.mint_access(scopes)).await
+        self.access.fill(&slot, false, || self.mint_access(scope_key)).await
     }
 
     /// A Google-signed ID token for `audience`.
     pub async fn id_token(self: &Arc<Self>, audience: &str) -> Result<Token, Unavailable> {
-        let slot = self.id.slot(&audience.to_string());
+        let slot = self.id.slot(audience);
         if let Lookup::Hit { token, refresh } = self.id.lookup(&slot) {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             if refresh {
                 let (me, audience) = (self.clone(), audience.to_string());
                 tokio::spawn(async move {
-                    let slot = me.id.slot(&audience);
+                    let slot = me.id.slot(audience.as_str());
                     let _ = me.id.fill(&slot, true, || me.mint_id(&audience)).await;
                 });
             }
@@ -205,7 +205,9 @@ impl Account {
         self.id.fill(&slot, false, || self.mint_id(audience)).await
     }
 
-    async fn mint_access(self: &Arc<Self>, scopes: &[String]) -> Result<Token, String> {
+    async fn mint_access(self: &Arc<Self>, scope_key: &str) -> Result<Token, String> {
+        let scopes: Vec<String> = scope_key.split(' ').map(str::to_string).collect();
+        let scopes = &scopes;
         self.mint(|key| async move { token::access_token(&key, scopes, self.http_timeout).await }).await
     }
 
@@ -252,12 +254,11 @@ impl Account {
             let _ = self.reload(false).await;
         }
         for key in self.access.due() {
-            let scopes: Vec<String> = key.split(' ').map(str::to_string).collect();
-            let slot = self.access.slot(&key);
-            let _ = self.access.fill(&slot, true, || self.mint_access(&scopes)).await;
+            let slot = self.access.slot(key.as_str());
+            let _ = self.access.fill(&slot, true, || self.mint_access(&key)).await;
         }
         for audience in self.id.due() {
-            let slot = self.id.slot(&audience);
+            let slot = self.id.slot(audience.as_str());
             let _ = self.id.fill(&slot, true, || self.mint_id(&audience)).await;
         }
     }

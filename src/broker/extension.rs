@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use super::{server, Broker, BrokerSettings};
 use crate::config::Config;
@@ -21,7 +21,9 @@ pub async fn run() -> Result<(), BoxError> {
     let port = config.as_ref().map(|c| c.port).unwrap_or(crate::config::DEFAULT_PORT);
     let listener = server::bind(port).await;
 
-    let stop = Arc::new(Notify::new());
+    // SHUTDOWN flips this; both the listener and the event loop watch it.
+    let (stop, stopped) = watch::channel(false);
+    let stop = Arc::new(stop);
     let on_event = {
         let stop = stop.clone();
         let broker: Arc<std::sync::OnceLock<Arc<Broker>>> = Arc::new(std::sync::OnceLock::new());
@@ -36,7 +38,7 @@ pub async fn run() -> Result<(), BoxError> {
                     }
                     NextEvent::Shutdown(e) => {
                         tracing::info!(reason = %e.shutdown_reason, "shutting down");
-                        stop.notify_one();
+                        let _ = stop.send(true);
                     }
                 }
                 Ok::<(), BoxError>(())
@@ -77,13 +79,13 @@ pub async fn run() -> Result<(), BoxError> {
         let broker = broker.clone();
         async move { broker.warm_up().await }
     });
-    let serving = tokio::spawn(server::serve(broker.clone(), listener, {
-        let stop = stop.clone();
-        async move { stop.notified().await }
-    }));
+    let until_shutdown = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let serving = tokio::spawn(server::serve(broker.clone(), listener, until_shutdown(stopped.clone())));
     tokio::select! {
         r = registered.run() => r?,
-        _ = stop.notified() => {}
+        _ = until_shutdown(stopped) => {}
     }
     serving.abort();
     Ok(())

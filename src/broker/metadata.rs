@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::token_cache::Unavailable;
-use super::{normalize_scopes, Broker};
+use super::Broker;
 
 /// Longest request target accepted (path and query).
 pub const MAX_URI: usize = 4096;
@@ -164,9 +164,13 @@ async fn account_route(broker: &Broker, rest: &str, params: &Params) -> Reply {
         "aliases" => Reply::text(aliases.join("\n")),
         "scopes" => Reply::text(broker.default_scopes().join("\n") + "\n"),
         "token" => {
-            let scopes = match params.get("scopes") {
-                Some(raw) => match normalize_scopes(raw) {
-                    Some(s) => s,
+            let custom;
+            let key = match params.get("scopes") {
+                Some(raw) => match super::scope_key(raw) {
+                    Some(k) => {
+                        custom = k;
+                        custom.as_str()
+                    }
                     None => {
                         return Reply::error(
                             400,
@@ -174,16 +178,10 @@ async fn account_route(broker: &Broker, rest: &str, params: &Params) -> Reply {
                         )
                     }
                 },
-                None => broker.default_scopes().to_vec(),
+                None => broker.default_scope_key(),
             };
-            match account.access_token(&scopes).await {
-                Ok(t) => {
-                    let expires_in = (t.expires_at - Utc::now()).num_seconds().max(1);
-                    let token = serde_json::to_string(t.secret.expose()).unwrap_or_default();
-                    Reply::json(format!(
-                        r#"{{"access_token":{token},"expires_in":{expires_in},"token_type":"Bearer"}}"#
-                    ))
-                }
+            match account.access_token(key).await {
+                Ok(t) => Reply::json(token_json(t.secret.expose(), (t.expires_at - Utc::now()).num_seconds().max(1))),
                 Err(e) => Reply::unavailable("access token", e),
             }
         }
@@ -198,6 +196,22 @@ async fn account_route(broker: &Broker, rest: &str, params: &Params) -> Reply {
         },
         _ => not_found(&format!("{V1}/instance/service-accounts/{rest}")),
     }
+}
+
+/// `{"access_token":...,"expires_in":N,"token_type":"Bearer"}` built directly: the hot path.
+fn token_json(token: &str, expires_in: i64) -> String {
+    let token = if token.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        std::borrow::Cow::Borrowed(token)
+    } else {
+        std::borrow::Cow::Owned(serde_json::to_string(token).unwrap_or_default().trim_matches('"').to_string())
+    };
+    let mut body = String::with_capacity(token.len() + 64);
+    body.push_str("{\"access_token\":\"");
+    body.push_str(&token);
+    body.push_str("\",\"expires_in\":");
+    body.push_str(&expires_in.to_string());
+    body.push_str(",\"token_type\":\"Bearer\"}");
+    body
 }
 
 /// `/vertex-broker/v1/status`: what is in use and how it is going; never a token or key.

@@ -60,6 +60,8 @@ pub enum BrokerError {
 pub struct Broker {
     accounts: Vec<Arc<Account>>,
     scopes: Vec<String>,
+    /// Cache key of the default scopes, computed once.
+    default_scope_key: String,
     started: std::time::Instant,
 }
 
@@ -83,7 +85,8 @@ impl Broker {
                 ))
             })
             .collect();
-        Ok(Self { accounts, scopes: settings.scopes.clone(), started: std::time::Instant::now() })
+        let scopes = normalize_scopes(&settings.scopes.join(",")).unwrap_or_else(|| settings.scopes.clone());
+        Ok(Self { accounts, default_scope_key: scopes.join(" "), scopes, started: std::time::Instant::now() })
     }
 
     pub fn accounts(&self) -> &[Arc<Account>] {
@@ -95,6 +98,11 @@ impl Broker {
         &self.scopes
     }
 
+    /// Cache key of the default scopes (see [`scope_key`]).
+    pub fn default_scope_key(&self) -> &str {
+        &self.default_scope_key
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -103,10 +111,10 @@ impl Broker {
     pub async fn warm_up(&self) {
         let mut set = tokio::task::JoinSet::new();
         for a in &self.accounts {
-            let (a, scopes) = (a.clone(), self.scopes.clone());
+            let (a, key) = (a.clone(), self.default_scope_key.clone());
             set.spawn(async move {
                 if a.key(false).await.is_ok() {
-                    let _ = a.access_token(&scopes).await;
+                    let _ = a.access_token(&key).await;
                 }
             });
         }
@@ -136,6 +144,11 @@ impl Broker {
         }
         self.accounts.iter().find(|a| a.email().as_deref() == Some(name)).cloned()
     }
+}
+
+/// The cache key of a scope list as clients send it: normalized, joined by spaces.
+pub fn scope_key(raw: &str) -> Option<String> {
+    normalize_scopes(raw).map(|s| s.join(" "))
 }
 
 /// Scopes as clients send them (comma and/or space separated, possibly URL-encoded already

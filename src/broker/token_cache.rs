@@ -3,10 +3,11 @@
 //! mint per key at a time (single-flight), serve the still-valid token through upstream failures,
 //! and back off after failures instead of hammering Google.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -80,7 +81,7 @@ pub struct Unavailable {
 }
 
 pub struct TokenCache<K> {
-    slots: Mutex<HashMap<K, Arc<Slot>>>,
+    slots: RwLock<HashMap<K, Arc<Slot>>>,
     policy: CachePolicy,
 }
 
@@ -90,16 +91,24 @@ fn life_left(token: &Token) -> Duration {
 
 impl<K: Hash + Eq + Clone> TokenCache<K> {
     pub fn new(policy: CachePolicy) -> Self {
-        Self { slots: Mutex::new(HashMap::new()), policy }
+        Self { slots: RwLock::new(HashMap::new()), policy }
     }
 
     pub fn policy(&self) -> CachePolicy {
         self.policy
     }
 
-    pub fn slot(&self, key: &K) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(key.clone()).or_default().clone()
+    /// The slot for `key`, created on first use. Lookups of existing slots share a read lock.
+    pub fn slot<Q>(&self, key: &Q) -> Arc<Slot>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(slot) = self.slots.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return slot.clone();
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        slots.entry(key.to_owned()).or_default().clone()
     }
 
     /// The fast path: a servable cached token, and whether it is due for refresh.
@@ -174,14 +183,14 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
 
     /// Marks every token as minted by a replaced key.
     pub fn mark_stale(&self) {
-        for slot in self.slots.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        for slot in self.slots.read().unwrap_or_else(|p| p.into_inner()).values() {
             slot.state.lock().unwrap_or_else(|p| p.into_inner()).stale = true;
         }
     }
 
     /// Keys whose token is missing, stale or within the refresh window.
     pub fn due(&self) -> Vec<K> {
-        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         slots
             .iter()
             .filter(|(_, slot)| {
@@ -194,7 +203,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
 
     /// Snapshot of every slot, for the status endpoint: key, expiry, last failure.
     pub fn snapshot(&self) -> Vec<(K, Option<chrono::DateTime<Utc>>, Option<String>)> {
-        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         slots
             .iter()
             .map(|(k, slot)| {

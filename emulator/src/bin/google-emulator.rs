@@ -13,7 +13,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let filter: tracing_subscriber::filter::Targets =
+        std::env::var("RUST_LOG").ok().and_then(|f| f.parse().ok()).unwrap_or_default();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer()).init();
     let args = Args::parse();
     let emulator = google_emulator::Emulator::start_on(args.port).await?;
     let url = emulator.url();
