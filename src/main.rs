@@ -191,7 +191,9 @@ impl From<StoreError> for Failure {
     }
 }
 
-#[tokio::main]
+/// One thread, like the extension: `serve` answers cached tokens in microseconds, and `dev`
+/// and the operator commands are I/O-bound.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_env() {

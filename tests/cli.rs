@@ -270,3 +270,72 @@ async fn dev_serves_a_token_vertex_accepts_rotates_and_stops_on_sigint() {
     }
     assert!(rest.contains("stopped"), "{rest}");
 }
+
+#[tokio::test]
+async fn init_mints_the_first_key_with_an_admin_key() {
+    let emu = Emulator::start().await.unwrap();
+    let admin = support::account("admin");
+    let target = support::account("target");
+    let dir = std::env::temp_dir().join(support::unique("cli-admin"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let admin_file = dir.join("admin.json");
+    std::fs::write(&admin_file, emu.seed_key(&admin)).unwrap();
+    let name = support::unique("minted");
+
+    // Without key-admin rights on the target, Google refuses: exit 5, nothing stored.
+    let o = run(&emu, &["init", &name, "--service-account", &target, "--admin-key-file", admin_file.to_str().unwrap()])
+        .await;
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("permission denied"), "{}", stderr(&o));
+
+    emu.grant_key_admin(&target, &admin);
+    let o = run(
+        &emu,
+        &[
+            "init",
+            &name,
+            "--service-account",
+            &target,
+            "--admin-key-file",
+            admin_file.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    ok(&o);
+    let v = json(&o);
+    assert_eq!(v["created"], true);
+    assert_eq!(v["account"], target.as_str());
+    assert_eq!(emu.keys(&target).len(), 1);
+    let o = run(&emu, &["token", "--secret", &name]).await;
+    ok(&o);
+    assert_eq!(emu.token_account(stdout(&o).trim()).as_deref(), Some(target.as_str()));
+
+    let o = run(&emu, &["init", &support::unique("x"), "--service-account", &target]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--admin-key-file"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn rotate_asks_secrets_manager_and_wait_follows_the_new_version() {
+    // moto never runs a rotation function: asked to rotate a secret that already has rotation
+    // configured, it moves AWSCURRENT to a new version itself. That is enough to check the
+    // CLI's RotateSecret call and its --wait loop, not a rotation function.
+    let f = Fixture::new("remote").await;
+    f.begin_rotation().await; // enables rotation
+    let o = run(&f.emu, &["rotate", &f.secret, "--wait", "--timeout", "20s", "--output", "json"]).await;
+    ok(&o);
+    let v = json(&o);
+    assert_eq!(v["state"], "finished");
+    let version = v["version"].as_str().unwrap();
+    assert_eq!(f.version_with("AWSCURRENT").await.as_deref(), Some(version));
+
+    let o = run(&f.emu, &["rotate", &f.secret]).await;
+    ok(&o);
+    assert!(stdout(&o).contains("started"), "{}", stdout(&o));
+
+    let o = run(&f.emu, &["rotate", &support::unique("missing")]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("rotate --local"), "{}", stderr(&o));
+}
