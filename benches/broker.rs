@@ -1,4 +1,5 @@
-//! `make bench` (broker part): the token endpoint under wrk at 1, 10 and 64 keep-alive
+//! `make bench` (broker part): the layer's extension binary, registered with an Extensions API
+//! served here, as Lambda would run it. The token endpoint under wrk at 1, 10 and 64 keep-alive
 //! connections next to a bare hyper server answering the same bytes (the floor for any HTTP
 //! server here), plus idle RSS, RSS after a million requests, exec-to-listening,
 //! exec-to-first-token and the stripped extension size. Prints ratios; asserts nothing.
@@ -104,11 +105,12 @@ fn free_port() -> u16 {
 async fn run() {
     let f = Fixture::new("bench-broker").await;
     let port = free_port();
+    let api = support::extensions_api::ExtensionsApi::start().await;
 
     // Start-up, measured from exec.
     let started = Instant::now();
-    let mut broker = Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
-        .arg("serve")
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_vertex-broker-extension"))
+        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
         .env("VERTEX_BROKER_SECRET_ID", &f.secret)
         .env("VERTEX_BROKER_PORT", port.to_string())
         .env("VERTEX_BROKER_LOG", "warn")
@@ -148,7 +150,7 @@ async fn run() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(bare.stdout.take().unwrap()), &mut line).unwrap();
     let bare_port: u16 = line.trim().parse().unwrap();
 
-    println!("broker benchmark: GET token endpoint, warm cache, keep-alive, wrk on the same 2 cores");
+    println!("broker benchmark: vertex-broker-extension, GET token endpoint, warm cache, keep-alive, wrk on the same 2 cores");
     println!(
         "{:>5}  {:>12} {:>9} {:>9}   {:>12} {:>9} {:>9}   {:>6}",
         "conns", "broker rps", "p50", "p99", "bare rps", "p50", "p99", "ratio"
@@ -175,6 +177,12 @@ async fn run() {
     let busy_rss = rss_kb(broker.id());
     let _ = bare.kill();
     let _ = bare.wait();
+    api.send(serde_json::json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0}));
+    let stopping = Instant::now();
+    while stopping.elapsed() < Duration::from_secs(2) && broker.try_wait().ok().flatten().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let shutdown = stopping.elapsed();
     let _ = broker.kill();
     let _ = broker.wait();
 
@@ -184,6 +192,7 @@ async fn run() {
     println!("  RSS after {:>9} requests            {:>8.1} MB", total, busy_rss as f64 / 1024.0);
     println!("  exec -> listening                       {:>8.1} ms", listening.as_secs_f64() * 1000.0);
     println!("  exec -> first token (moto + emulator)   {:>8.1} ms", first_token.as_secs_f64() * 1000.0);
+    println!("  SHUTDOWN -> exit                        {:>8.1} ms", shutdown.as_secs_f64() * 1000.0);
     println!("  vertex-broker-extension (release, stripped) {:>4.1} MB", ext as f64 / 1_048_576.0);
     println!("  counters: {} mints at the emulator", f.emu.counters(&f.account).access_tokens);
 }

@@ -1,0 +1,94 @@
+//! The proxy handler against the broker (moto + emulator) and the emulator's Vertex endpoints,
+//! including each class of Vertex error.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use google_emulator::Fault;
+use serde_json::{json, Value};
+use support::broker::RunningBroker;
+use support::Fixture;
+use vertex_broker::broker::token_cache::CachePolicy;
+use vertex_proxy::{HttpApiRequest, Proxy, RequestContext};
+
+fn request(body: Value) -> HttpApiRequest {
+    HttpApiRequest {
+        body: Some(body.to_string()),
+        is_base64_encoded: false,
+        request_context: RequestContext { request_id: "req-1".into() },
+    }
+}
+
+async fn setup(prefix: &str) -> (Fixture, RunningBroker) {
+    let f = Fixture::new(prefix).await;
+    let b = RunningBroker::start(f.store.clone(), &[&f.secret], Duration::from_secs(300), CachePolicy::default()).await;
+    (f, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returns_vertex_answers_as_small_json() {
+    let (f, b) = setup("proxy").await;
+    let gemini =
+        format!("{}/v1/projects/p/locations/us-central1/publishers/google/models/gemini:generateContent", f.emu.url());
+    let proxy = Proxy::new(&b.addr.to_string(), &gemini);
+    let r = proxy.handle(request(json!({"prompt": "hello there"})), Duration::from_secs(10)).await;
+    assert_eq!(r.status_code, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["text"], "echo: hello there");
+    assert_eq!(v["finishReason"], "STOP");
+
+    let predict = format!("{}/v1/projects/p/locations/us-central1/endpoints/42:predict", f.emu.url());
+    let proxy = Proxy::new(&b.addr.to_string(), &predict);
+    let r = proxy.handle(request(json!({"instances": [{"x": 1}]})), Duration::from_secs(10)).await;
+    assert_eq!(r.status_code, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["predictions"][0]["echo"]["x"], 1);
+
+    // Bad input never reaches Vertex.
+    let calls = f.emu.calls("vertex");
+    let r = proxy
+        .handle(HttpApiRequest { body: Some("not json".into()), ..request(json!({})) }, Duration::from_secs(10))
+        .await;
+    assert_eq!(r.status_code, 400);
+    assert_eq!(f.emu.calls("vertex"), calls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_vertex_error_class_becomes_a_clear_api_error() {
+    let (f, b) = setup("proxy-errors").await;
+    let url = format!("{}/v1/projects/p/locations/us-central1/endpoints/42:predict", f.emu.url());
+    let proxy = Proxy::new(&b.addr.to_string(), &url);
+    let body = json!({"prompt": "hi"});
+    for (status, expect, says) in
+        [(429, 429, "quota"), (500, 502, "HTTP 500"), (503, 502, "HTTP 503"), (401, 502, "401"), (400, 400, "rejected")]
+    {
+        f.emu.inject(Fault { endpoint: "vertex".into(), count: 1, status: Some(status), delay_ms: 0 });
+        let r = proxy.handle(request(body.clone()), Duration::from_secs(10)).await;
+        assert_eq!(r.status_code, expect, "Vertex {status}: {}", r.body);
+        assert!(r.body.contains(says), "Vertex {status}: {}", r.body);
+        if status == 429 {
+            assert!(r.headers.contains_key("retry-after"));
+        }
+        assert!(!r.body.contains("ya29."), "no token in answers");
+    }
+    f.emu.set_vertex_denied(&f.account, true);
+    let r = proxy.handle(request(body.clone()), Duration::from_secs(10)).await;
+    assert_eq!(r.status_code, 502);
+    assert!(r.body.contains("roles/aiplatform.user"), "{}", r.body);
+    f.emu.set_vertex_denied(&f.account, false);
+
+    // A slow Vertex: the proxy answers 504 before the function's time runs out.
+    f.emu.inject(Fault { endpoint: "vertex".into(), count: 1, status: None, delay_ms: 3_000 });
+    let started = std::time::Instant::now();
+    let r = proxy.handle(request(body.clone()), Duration::from_millis(1_600)).await;
+    assert_eq!(r.status_code, 504, "{}", r.body);
+    assert!(started.elapsed() < Duration::from_millis(1_600), "answered within the remaining time");
+
+    // No broker: a clear 503.
+    let proxy = Proxy::new("127.0.0.1:1", &url);
+    let r = proxy.handle(request(body), Duration::from_secs(10)).await;
+    assert_eq!(r.status_code, 503);
+    assert!(r.body.contains("layer"), "{}", r.body);
+}
