@@ -1,11 +1,12 @@
-# The two commands of the README, and the benchmark.
-.PHONY: test bench dev
+# The README's commands, the benchmark, and the SAM build target of the broker layer.
+.PHONY: test bench dev package
 
-## Run fmt, clippy and the whole test suite (installs moto into .venv, starts it on a free port).
+## Run fmt, clippy, the template linters and the whole test suite (installs its Python tools
+## into .venv, starts moto on a free loopback port).
 test:
 	bash scripts/test.sh
 
-## Measure rotation wall time and the rotation binary's start-up (prints ratios, asserts nothing).
+## Measure rotation and broker performance (prints ratios, asserts nothing).
 bench:
 	bash scripts/bench.sh
 
@@ -13,3 +14,20 @@ bench:
 ## 127.0.0.1:2775, a rotation every 2 minutes. Ctrl-C stops it.
 dev:
 	cargo run --locked --bin vertex-broker -- dev
+
+## Lambda artifacts in target/package/: the rotation function and the broker layer as zips.
+## ARCH=x86_64 or ARCH=arm64 (needs that architecture's Rust standard library installed).
+ARCH ?= x86_64
+package:
+	bash scripts/package.sh $(ARCH)
+
+# Called by `sam build` for the BrokerLayer resource (BuildMethod: makefile). sam does not pass
+# the architecture on: run `LAYER_ARCH=x86_64 sam build` for x86_64 (default arm64).
+LAYER_ARCH ?= arm64
+build-BrokerLayer:
+	cargo lambda build --release --extension --bin vertex-broker-extension \
+		$(if $(filter x86_64,$(LAYER_ARCH)),--x86-64,--arm64)
+	mkdir -p "$(ARTIFACTS_DIR)/extensions"
+	cp target/lambda/extensions/vertex-broker-extension "$(ARTIFACTS_DIR)/extensions/"
+	cp layer/vertex-broker-wrapper "$(ARTIFACTS_DIR)/vertex-broker-wrapper"
+	chmod 755 "$(ARTIFACTS_DIR)/extensions/vertex-broker-extension" "$(ARTIFACTS_DIR)/vertex-broker-wrapper"

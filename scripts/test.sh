@@ -20,6 +20,10 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 echo "==> moto_server on $AWS_ENDPOINT_URL"
 
+echo "==> cfn-lint and sam validate --lint (template.yaml)"
+SAM_CLI_TELEMETRY=0 cfn-lint template.yaml
+SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 sam validate --lint --template template.yaml
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"

@@ -60,7 +60,14 @@ pub async fn run() -> Result<(), BoxError> {
                 format!("cannot listen on 127.0.0.1:{port}: {e}; set VERTEX_BROKER_PORT to a free port"),
             )
         })?;
-        let store = Arc::new(SecretsManagerStore::from_env().await);
+        let store = Arc::new(
+            SecretsManagerStore::from_lambda_env().ok_or((
+                "Extension.ConfigInvalid",
+                "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION must be set (Lambda sets them for the \
+             function's role)"
+                    .to_string(),
+            ))?,
+        );
         let broker = Broker::new(&BrokerSettings::from(&config), store)
             .map_err(|e| ("Extension.ConfigInvalid", e.to_string()))?;
         Ok::<_, (&str, String)>((Arc::new(broker), listener))

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Lambda artifacts for one architecture (x86_64 or arm64) in target/package/ARCH/:
+#   rotation.zip      bootstrap                                  (the rotation function)
+#   layer.zip         extensions/vertex-broker-extension,
+#                     vertex-broker-wrapper                      (the broker layer, /opt/...)
+#   vertex-proxy.zip  bootstrap                                  (the example function)
+# Installs cargo-lambda (with zig) into .venv. Building for a foreign architecture needs that
+# architecture's Rust standard library (rustup target add ...).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+arch=${1:-x86_64}
+case "$arch" in
+  x86_64) flag=--x86-64; triple=x86_64-unknown-linux-gnu ;;
+  arm64) flag=--arm64; triple=aarch64-unknown-linux-gnu ;;
+  *) echo "usage: scripts/package.sh x86_64|arm64" >&2; exit 2 ;;
+esac
+if [ ! -d "$(rustc --print sysroot)/lib/rustlib/$triple/lib" ]; then
+  echo "error: the Rust standard library for $triple is not installed; run: rustup target add $triple" >&2
+  exit 2
+fi
+bash scripts/venv.sh
+if [ ! -x .venv/bin/cargo-lambda ]; then
+  echo "==> installing cargo-lambda into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2'
+fi
+export PATH="$root/.venv/bin:$PATH"
+
+cargo lambda build --release --locked "$flag" -p vertex-broker-rotation --bin bootstrap
+cargo lambda build --release --locked "$flag" -p vertex-proxy --bin vertex-proxy
+cargo lambda build --release --locked "$flag" --extension -p vertex-broker --bin vertex-broker-extension
+
+out="target/package/$arch"
+rm -rf "$out" && mkdir -p "$out"
+python3 - "$out" <<'PY'
+import os, stat, sys, zipfile
+out = sys.argv[1]
+def pack(name, files):
+    with zipfile.ZipFile(os.path.join(out, name), "w", zipfile.ZIP_DEFLATED) as z:
+        for src, dst in files:
+            info = zipfile.ZipInfo(dst)
+            info.external_attr = (stat.S_IFREG | 0o755) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(src, "rb") as f:
+                z.writestr(info, f.read())
+pack("rotation.zip", [("target/lambda/bootstrap/bootstrap", "bootstrap")])
+pack("vertex-proxy.zip", [("target/lambda/vertex-proxy/bootstrap", "bootstrap")])
+pack("layer.zip", [
+    ("target/lambda/extensions/vertex-broker-extension", "extensions/vertex-broker-extension"),
+    ("layer/vertex-broker-wrapper", "vertex-broker-wrapper"),
+])
+for name in sorted(os.listdir(out)):
+    print(f"{out}/{name}: {os.path.getsize(os.path.join(out, name))} bytes")
+PY

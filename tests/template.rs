@@ -1,0 +1,91 @@
+//! Every name template.yaml depends on exists in the code: binaries, the layer's paths, and
+//! the environment variables it sets. (cfn-lint and `sam validate --lint` run in the test
+//! command; this checks what they cannot know.)
+
+use std::fs;
+
+fn read(path: &str) -> String {
+    fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn template() -> String {
+    read("template.yaml")
+}
+
+#[test]
+fn function_binaries_exist() {
+    let t = template();
+    assert!(t.contains("Binary: bootstrap"));
+    assert!(read("rotation/Cargo.toml").contains("name = \"bootstrap\""), "rotation/ builds `bootstrap`");
+    assert!(t.contains("Binary: vertex-proxy"));
+    assert!(read("examples/vertex-proxy/Cargo.toml").contains("name = \"vertex-proxy\""));
+    assert_eq!(t.matches("BuildMethod: rust-cargolambda").count(), 2);
+    assert!(t.contains("Runtime: provided.al2023"));
+}
+
+#[test]
+fn the_layer_build_puts_the_extension_and_wrapper_where_the_template_points() {
+    let t = template();
+    let make = read("Makefile");
+    assert!(t.contains("BuildMethod: makefile"));
+    assert!(make.contains("build-BrokerLayer:"), "sam calls `make build-BrokerLayer`");
+    assert!(make.contains("$(ARTIFACTS_DIR)/extensions/"), "extensions live in /opt/extensions/");
+    assert!(make.contains("--bin vertex-broker-extension"));
+    assert!(
+        read("Cargo.toml").contains("vertex-broker-extension")
+            || std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/vertex-broker-extension.rs"))
+                .exists()
+    );
+    assert!(t.contains("AWS_LAMBDA_EXEC_WRAPPER: /opt/vertex-broker-wrapper"));
+    assert!(make.contains("cp layer/vertex-broker-wrapper \"$(ARTIFACTS_DIR)/vertex-broker-wrapper\""));
+    let wrapper = concat!(env!("CARGO_MANIFEST_DIR"), "/layer/vertex-broker-wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    assert!(fs::metadata(wrapper).unwrap().permissions().mode() & 0o111 != 0, "the wrapper is executable");
+}
+
+#[test]
+fn every_environment_variable_the_template_sets_is_read_by_the_code() {
+    let t = template();
+    let config = read("src/config.rs");
+    let proxy = read("examples/vertex-proxy/src/lib.rs");
+    let mut seen = 0;
+    for line in t.lines() {
+        let line = line.trim();
+        let Some((name, _)) = line.split_once(':') else { continue };
+        if name.starts_with("VERTEX_") {
+            seen += 1;
+            let quoted = format!("\"{name}\"");
+            assert!(
+                config.contains(&quoted) || proxy.contains(&quoted),
+                "{name} is set by the template but read nowhere"
+            );
+        }
+    }
+    assert!(seen >= 5, "found {seen} VERTEX_ variables");
+}
+
+#[test]
+fn the_rotation_policy_covers_every_call_the_engine_makes_and_no_more() {
+    let t = template();
+    let rotation_policy = t.split("RotateThisSecretOnly").nth(1).unwrap().split("Resource:").next().unwrap();
+    for action in
+        ["DescribeSecret", "GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage", "ListSecretVersionIds"]
+    {
+        assert!(rotation_policy.contains(&format!("secretsmanager:{action}")), "{action}");
+    }
+    assert!(!rotation_policy.contains('*'), "no wildcards");
+    let store = read("src/store/secrets_manager.rs");
+    for call in [
+        ".describe_secret()",
+        ".get_secret_value()",
+        ".put_secret_value()",
+        ".update_secret_version_stage()",
+        ".list_secret_version_ids()",
+    ] {
+        assert!(store.contains(call), "{call}");
+    }
+    let read_only = t.split("ReadTheKeyOnly").nth(1).unwrap().split("Resource:").next().unwrap();
+    assert!(!read_only.contains("Put") && !read_only.contains("Update"), "the example function only reads");
+    assert!(t.contains("SourceAccount: !Ref AWS::AccountId"), "the invoke permission is scoped by account");
+}
