@@ -23,15 +23,19 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--bare-server") {
         let body = args[i + 1].clone();
-        return bare_server(body);
+        return bare_server(body, args.get(i + 2).map(String::as_str) == Some("multi"));
     }
     tokio::runtime::Runtime::new().unwrap().block_on(run());
 }
 
-/// The floor: hyper, HTTP/1.1 keep-alive, same headers and body, no logic. Multi-threaded
-/// runtime like the broker's.
-fn bare_server(body: String) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
+/// The floor: hyper, HTTP/1.1 keep-alive, same headers and body, no logic. `multi` runs it on
+/// tokio's multi-threaded runtime; otherwise on one thread, like the extension.
+fn bare_server(body: String, multi: bool) {
+    let rt = if multi {
+        tokio::runtime::Runtime::new().unwrap()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    };
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap().port());
@@ -160,50 +164,61 @@ async fn run() {
     let idle_rss = rss_kb(broker.id());
     let (idle_anon, idle_file) = rss_split_kb(broker.id());
 
-    // The floor, answering the same bytes.
-    let mut bare = Command::new(std::env::current_exe().unwrap())
-        .args(["--bare-server", &body])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(bare.stdout.take().unwrap()), &mut line).unwrap();
-    let bare_port: u16 = line.trim().parse().unwrap();
+    // The floors, answering the same bytes: on one thread like the extension (its own
+    // overhead), and multi-threaded (the best any server here does).
+    let start_bare = |flavor: &str| {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--bare-server", &body, flavor])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        (child, line.trim().parse::<u16>().unwrap())
+    };
+    let (mut bare, bare_port) = start_bare("single");
+    let (mut bare_multi, multi_port) = start_bare("multi");
 
     println!("broker benchmark: vertex-broker-extension, GET token endpoint, warm cache, keep-alive, wrk on the same 2 cores");
+    println!("medians of 3 interleaved 3 s rounds; floors: bare hyper on one thread (1T) and multi-threaded (MT)");
     println!(
-        "{:>5}  {:>12} {:>9} {:>9}   {:>12} {:>9} {:>9}   {:>6}",
-        "conns", "broker rps", "p50", "p99", "bare rps", "p50", "p99", "ratio"
+        "{:>5}  {:>10} {:>8} {:>8}   {:>10} {:>8}   {:>10} {:>8}   {:>7} {:>7}",
+        "conns", "broker rps", "p50", "p99", "1T rps", "p50", "MT rps", "p50", "vs 1T", "vs MT"
     );
-    // wrk and both servers share two cores, so single runs swing by ±15%: interleave three
+    // wrk and the servers share two cores, so single runs swing by 15%: interleave three
     // 3-second rounds per server and compare medians.
     let mut total = 0;
     for conns in [1, 10, 64] {
-        let (mut vs, mut bs) = (Vec::new(), Vec::new());
+        let (mut vs, mut bs, mut ms) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
             bs.push(wrk(bare_port, conns, 3));
+            ms.push(wrk(multi_port, conns, 3));
             let v = wrk(port, conns, 3);
             total += v.requests;
             vs.push(v);
         }
-        let (v, b) = (median_run(vs), median_run(bs));
+        let (v, b, m) = (median_run(vs), median_run(bs), median_run(ms));
         println!(
-            "{conns:>5}  {:>12.0} {:>9} {:>9}   {:>12.0} {:>9} {:>9}   {:>5.1}%",
+            "{conns:>5}  {:>10.0} {:>8} {:>8}   {:>10.0} {:>8}   {:>10.0} {:>8}   {:>6.1}% {:>6.1}%",
             v.rps,
             v.p50,
             v.p99,
             b.rps,
             b.p50,
-            b.p99,
-            100.0 * v.rps / b.rps.max(1.0)
+            m.rps,
+            m.p50,
+            100.0 * v.rps / b.rps.max(1.0),
+            100.0 * v.rps / m.rps.max(1.0)
         );
     }
     while total < 1_000_000 {
         total += wrk(port, 64, 10).requests;
     }
     let busy_rss = rss_kb(broker.id());
-    let _ = bare.kill();
-    let _ = bare.wait();
+    for child in [&mut bare, &mut bare_multi] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     api.send(serde_json::json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0}));
     let stopping = Instant::now();
     while stopping.elapsed() < Duration::from_secs(2) && broker.try_wait().ok().flatten().is_none() {
