@@ -137,10 +137,7 @@ async fn run() {
         .env("VERTEX_BROKER_SECRET_ID", &f.secret)
         .env("VERTEX_BROKER_PORT", port.to_string())
         .env("VERTEX_BROKER_LOG", "warn")
-        .env("AWS_ENDPOINT_URL", support::moto_endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
+        .envs(support::aws_env())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

@@ -4,7 +4,7 @@
 #   layer.zip         extensions/vertex-broker-extension,
 #                     vertex-broker-wrapper                      (the broker layer, /opt/...)
 #   vertex-proxy.zip  bootstrap                                  (the example function)
-# Installs cargo-lambda (with zig) into .venv. Building for a foreign architecture needs that
+# Installs cargo-lambda (with zig) into .venv through scripts/venv.sh. Building for a foreign architecture needs that
 # architecture's Rust standard library (rustup target add ...).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,11 +19,7 @@ if [ ! -d "$(rustc --print sysroot)/lib/rustlib/$triple/lib" ]; then
   echo "error: the Rust standard library for $triple is not installed; run: rustup target add $triple" >&2
   exit 2
 fi
-bash scripts/venv.sh
-if [ ! -x .venv/bin/cargo-lambda ]; then
-  echo "==> installing cargo-lambda into .venv"
-  .venv/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2'
-fi
+bash scripts/venv.sh # installs cargo-lambda (tests/requirements.txt)
 export PATH="$root/.venv/bin:$PATH"
 
 cargo lambda build --release --locked "$flag" -p vertex-broker-rotation --bin bootstrap

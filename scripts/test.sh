@@ -28,6 +28,10 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> Lambda packages (x86_64): build, then check layout and ELF architecture"
+bash scripts/package.sh x86_64
+python3 scripts/check_package.py x86_64
+
 echo "==> cargo test"
 log="${TMPDIR:-/tmp}/vertex-broker-test.log"
 set +e

@@ -16,10 +16,7 @@ fn cli(emu: &Emulator) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", support::moto_endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
+        .envs(support::aws_env())
         .env("VERTEX_BROKER_IAM_ENDPOINT", emu.url())
         .stdin(Stdio::null())
         .kill_on_drop(true);

@@ -12,6 +12,13 @@ use crate::google::token::{self, Token, TokenError};
 use crate::key::ServiceAccountKey;
 use crate::store::{SecretStore, AWSCURRENT};
 
+/// Which cache: access tokens by scope set, or ID tokens by audience.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Access,
+    Id,
+}
+
 /// The key the broker signs with, and the secret version it came from.
 #[derive(Clone)]
 pub struct CurrentKey {
@@ -171,38 +178,49 @@ impl Account {
     /// An access token for a scope set given as its cache key: the normalized scopes (sorted,
     /// deduplicated) joined by single spaces, as [`super::scope_key`] builds it.
     pub async fn access_token(self: &Arc<Self>, scope_key: &str) -> Result<Token, Unavailable> {
-        let slot = self.access.slot(scope_key);
-        if let Lookup::Hit { token, refresh } = self.access.lookup(&slot) {
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            if refresh {
-                let (me, key) = (self.clone(), scope_key.to_string());
-                tokio::spawn(async move {
-                    let slot = me.access.slot(key.as_str());
-                    let _ = me.access.fill(&slot, true, || me.mint_access(&key)).await;
-                });
-            }
-            self.recheck_if_due();
-            return Ok(token);
-        }
-        self.access.fill(&slot, false, || self.mint_access(scope_key)).await
+        self.cached(Kind::Access, scope_key).await
     }
 
     /// A Google-signed ID token for `audience`.
     pub async fn id_token(self: &Arc<Self>, audience: &str) -> Result<Token, Unavailable> {
-        let slot = self.id.slot(audience);
-        if let Lookup::Hit { token, refresh } = self.id.lookup(&slot) {
+        self.cached(Kind::Id, audience).await
+    }
+
+    fn cache(&self, kind: Kind) -> &TokenCache<String> {
+        match kind {
+            Kind::Access => &self.access,
+            Kind::Id => &self.id,
+        }
+    }
+
+    /// The cache hit path, with a background refresh when one is due; a miss mints in line.
+    async fn cached(self: &Arc<Self>, kind: Kind, key: &str) -> Result<Token, Unavailable> {
+        let cache = self.cache(kind);
+        let slot = cache.slot(key);
+        if let Lookup::Hit { token, refresh } = cache.lookup(&slot) {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             if refresh {
-                let (me, audience) = (self.clone(), audience.to_string());
-                tokio::spawn(async move {
-                    let slot = me.id.slot(audience.as_str());
-                    let _ = me.id.fill(&slot, true, || me.mint_id(&audience)).await;
-                });
+                let (me, key) = (self.clone(), key.to_string());
+                tokio::spawn(async move { me.refresh(kind, &key).await });
             }
             self.recheck_if_due();
             return Ok(token);
         }
-        self.id.fill(&slot, false, || self.mint_id(audience)).await
+        cache.fill(&slot, false, || self.mint_kind(kind, key)).await
+    }
+
+    /// Mints a replacement for `key`'s token (single-flight with any other mint of it).
+    async fn refresh(self: &Arc<Self>, kind: Kind, key: &str) {
+        let cache = self.cache(kind);
+        let slot = cache.slot(key);
+        let _ = cache.fill(&slot, true, || self.mint_kind(kind, key)).await;
+    }
+
+    async fn mint_kind(self: &Arc<Self>, kind: Kind, key: &str) -> Result<Token, String> {
+        match kind {
+            Kind::Access => self.mint_access(key).await,
+            Kind::Id => self.mint_id(key).await,
+        }
     }
 
     async fn mint_access(self: &Arc<Self>, scope_key: &str) -> Result<Token, String> {
@@ -253,13 +271,10 @@ impl Account {
         if self.current().is_none() || self.check_due() {
             let _ = self.reload(false).await;
         }
-        for key in self.access.due() {
-            let slot = self.access.slot(key.as_str());
-            let _ = self.access.fill(&slot, true, || self.mint_access(&key)).await;
-        }
-        for audience in self.id.due() {
-            let slot = self.id.slot(audience.as_str());
-            let _ = self.id.fill(&slot, true, || self.mint_id(&audience)).await;
+        for kind in [Kind::Access, Kind::Id] {
+            for key in self.cache(kind).due() {
+                self.refresh(kind, &key).await;
+            }
         }
     }
 

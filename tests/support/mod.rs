@@ -59,6 +59,17 @@ fn start_moto() -> String {
     panic!("{bin} did not listen on 127.0.0.1:{port} within 20 s");
 }
 
+/// The AWS environment every spawned binary gets: moto's endpoint and dummy credentials and
+/// region, so no credential provider ever probes the network.
+pub fn aws_env() -> [(&'static str, String); 4] {
+    [
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
 pub fn sm_client() -> Client {
     let conf = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
