@@ -15,7 +15,7 @@ bench:
 dev:
 	cargo run --locked --bin vertex-broker -- dev
 
-## Lambda artifacts in target/package/: the rotation function and the broker layer as zips.
+## Lambda zips in target/package/ARCH/: the rotation function, the broker layer, the example.
 ## ARCH=x86_64 or ARCH=arm64 (needs that architecture's Rust standard library installed).
 ARCH ?= x86_64
 package:
@@ -28,6 +28,6 @@ build-BrokerLayer:
 	cargo lambda build --release --extension --bin vertex-broker-extension \
 		$(if $(filter x86_64,$(LAYER_ARCH)),--x86-64,--arm64)
 	mkdir -p "$(ARTIFACTS_DIR)/extensions"
-	cp target/lambda/extensions/vertex-broker-extension "$(ARTIFACTS_DIR)/extensions/"
+	cp "$${CARGO_TARGET_DIR:-target}/lambda/extensions/vertex-broker-extension" "$(ARTIFACTS_DIR)/extensions/"
 	cp layer/vertex-broker-wrapper "$(ARTIFACTS_DIR)/vertex-broker-wrapper"
 	chmod 755 "$(ARTIFACTS_DIR)/extensions/vertex-broker-extension" "$(ARTIFACTS_DIR)/vertex-broker-wrapper"

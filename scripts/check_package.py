@@ -19,7 +19,7 @@ EXPECTED = {
 
 
 def check(arch):
-    out = os.path.join("target", "package", arch)
+    out = os.path.join(os.environ.get("CARGO_TARGET_DIR") or "target", "package", arch)
     failures, checked = [], 0
     for name, members in EXPECTED.items():
         path = os.path.join(out, name)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lambda artifacts for one architecture (x86_64 or arm64) in target/package/ARCH/:
+# Lambda artifacts for one architecture (x86_64 or arm64) in $CARGO_TARGET_DIR (default
+# target)/package/ARCH/:
 #   rotation.zip      bootstrap                                  (the rotation function)
 #   layer.zip         extensions/vertex-broker-extension,
 #                     vertex-broker-wrapper                      (the broker layer, /opt/...)
@@ -26,11 +27,12 @@ cargo lambda build --release --locked "$flag" -p vertex-broker-rotation --bin bo
 cargo lambda build --release --locked "$flag" -p vertex-proxy --bin vertex-proxy
 cargo lambda build --release --locked "$flag" --extension -p vertex-broker --bin vertex-broker-extension
 
-out="target/package/$arch"
+target=${CARGO_TARGET_DIR:-target}
+out="$target/package/$arch"
 rm -rf "$out" && mkdir -p "$out"
-python3 - "$out" <<'PY'
+python3 - "$out" "$target" <<'PY'
 import os, stat, sys, zipfile
-out = sys.argv[1]
+out, target = sys.argv[1], sys.argv[2]
 def pack(name, files):
     with zipfile.ZipFile(os.path.join(out, name), "w", zipfile.ZIP_DEFLATED) as z:
         for src, dst in files:
@@ -39,10 +41,11 @@ def pack(name, files):
             info.compress_type = zipfile.ZIP_DEFLATED
             with open(src, "rb") as f:
                 z.writestr(info, f.read())
-pack("rotation.zip", [("target/lambda/bootstrap/bootstrap", "bootstrap")])
-pack("vertex-proxy.zip", [("target/lambda/vertex-proxy/bootstrap", "bootstrap")])
+lam = os.path.join(target, "lambda")
+pack("rotation.zip", [(f"{lam}/bootstrap/bootstrap", "bootstrap")])
+pack("vertex-proxy.zip", [(f"{lam}/vertex-proxy/bootstrap", "bootstrap")])
 pack("layer.zip", [
-    ("target/lambda/extensions/vertex-broker-extension", "extensions/vertex-broker-extension"),
+    (f"{lam}/extensions/vertex-broker-extension", "extensions/vertex-broker-extension"),
     ("layer/vertex-broker-wrapper", "vertex-broker-wrapper"),
 ])
 for name in sorted(os.listdir(out)):
