@@ -18,7 +18,9 @@
 //!
 //! Binaries: `vertex-broker` (the CLI, `src/main.rs`), `vertex-broker-extension` (the layer's
 //! extension, `src/bin/`). The rotation Lambda is the `rotation/` crate (binary `bootstrap`);
-//! the local Google used by tests and `dev` is the `emulator/` crate (binary `google-emulator`).
+//! the local Google used by tests and `dev` is the `emulator/` crate (binary `google-emulator`);
+//! the example function behind API Gateway is `examples/vertex-proxy`. The layer's exec wrapper
+//! is `layer/vertex-broker-wrapper`; `template.yaml` wires it all for AWS SAM.
 
 pub mod broker;
 pub mod config;
