@@ -203,7 +203,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    vertex_broker::telemetry::init(&config.log, std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some());
+    // `dev` speaks in one readable line per rotation; its engine logs only on request.
+    let quiet_dev = matches!(cli.command, Command::Dev { .. }) && std::env::var_os("VERTEX_BROKER_LOG").is_none();
+    let filter = if quiet_dev { "warn" } else { config.log.as_str() };
+    vertex_broker::telemetry::init(filter, std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some());
     match run(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
