@@ -94,10 +94,6 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
         Self { slots: RwLock::new(HashMap::new()), policy }
     }
 
-    pub fn policy(&self) -> CachePolicy {
-        self.policy
-    }
-
     /// The slot for `key`, created on first use. Lookups of existing slots share a read lock.
     pub fn slot<Q>(&self, key: &Q) -> Arc<Slot>
     where

@@ -68,12 +68,6 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub fn set_rotation_enabled(&self, secret_id: &str, enabled: bool) -> Result<(), StoreError> {
-        let mut secrets = self.lock();
-        find(&mut secrets, secret_id, "RotateSecret")?.rotation_enabled = enabled;
-        Ok(())
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Secret>> {
         self.secrets.lock().unwrap_or_else(|p| p.into_inner())
     }
