@@ -31,6 +31,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> Lambda packages (x86_64): build, then check layout and ELF architecture"
 bash scripts/package.sh x86_64
 python3 scripts/check_package.py x86_64
+echo "==> sam build (the README's deploy build, x86_64 here: no arm64 Rust std on this machine)"
+sam_dir="${CARGO_TARGET_DIR:-target}/sam"
+LAYER_ARCH=x86_64 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 \
+  sam build --parameter-overrides Architecture=x86_64 --build-dir "$sam_dir" >"${TMPDIR:-/tmp}/vertex-broker-sam.log" 2>&1 ||
+  { cat "${TMPDIR:-/tmp}/vertex-broker-sam.log"; exit 1; }
+for artifact in RotationFunction/bootstrap VertexProxyFunction/bootstrap \
+  BrokerLayer/extensions/vertex-broker-extension BrokerLayer/vertex-broker-wrapper; do
+  test -x "$sam_dir/$artifact" || { echo "sam build did not produce $artifact" >&2; exit 1; }
+done
+echo "sam build: 4 artifacts in $sam_dir"
 
 echo "==> cargo test"
 log="${TMPDIR:-/tmp}/vertex-broker-test.log"

@@ -16,7 +16,9 @@ fn template() -> String {
 #[test]
 fn function_binaries_exist() {
     let t = template();
-    assert!(t.contains("Binary: bootstrap"));
+    // sam runs cargo-lambda in CodeUri: the binary must be in that directory's package.
+    assert!(t.contains("Binary: bootstrap") && t.contains("CodeUri: rotation\n"));
+    assert!(t.contains("CodeUri: examples/vertex-proxy\n"));
     assert!(read("rotation/Cargo.toml").contains("name = \"bootstrap\""), "rotation/ builds `bootstrap`");
     assert!(t.contains("Binary: vertex-proxy"));
     assert!(read("examples/vertex-proxy/Cargo.toml").contains("name = \"vertex-proxy\""));
