@@ -11,7 +11,7 @@ use crate::broker::token_cache::CachePolicy;
 use crate::broker::{server, Broker, BrokerSettings};
 use crate::config::{RevokeMode, DEFAULT_SCOPE};
 use crate::google::iam::RetryPolicy;
-use crate::rotation::{Outcome, Rotation, RotationEvent, RotationSettings, Step};
+use crate::rotation::{Outcome, Rotation, RotationSettings};
 use crate::store::{MemoryStore, SecretStore, AWSCURRENT};
 
 /// The sample service account `dev` seeds.
@@ -109,37 +109,26 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
     Ok(())
 }
 
-/// One rotation as Secrets Manager would run it; returns the one-line report.
+/// One rotation through the engine's own operator path; returns the one-line report.
 async fn rotate_once(rotation: &Rotation, store: &Arc<MemoryStore>, arn: &str, round: u32) -> String {
     let started = Instant::now();
-    let key_id = |store: &Arc<MemoryStore>| {
-        let store = store.clone();
-        async move {
-            let v = store.get(arn, None, Some(AWSCURRENT)).await.ok()?;
-            crate::key::ServiceAccountKey::parse(&v.value).ok().map(|k| k.private_key_id()[..8].to_string())
-        }
+    let key_id = || async {
+        let v = store.get(arn, None, Some(AWSCURRENT)).await.ok()?;
+        crate::key::ServiceAccountKey::parse(&v.value).ok().map(|k| k.private_key_id()[..8].to_string())
     };
-    let before = key_id(store).await.unwrap_or_default();
-    let token = uuid::Uuid::new_v4().to_string();
-    if let Err(e) = store.begin_rotation(arn, &token) {
-        return format!("rotation {round}: could not start: {e}");
-    }
+    let before = key_id().await.unwrap_or_default();
     let mut revoked = 0;
-    for step in Step::ALL {
-        let event = RotationEvent {
-            step: step.as_str().into(),
-            secret_id: arn.to_string(),
-            client_request_token: token.clone(),
-            rotation_token: None,
-        };
-        match rotation.run(&event, None).await {
-            Ok(Outcome::Promoted { revoked: r, .. }) => revoked += r.len(),
-            Ok(Outcome::Created { revoked: r, .. }) => revoked += r.len(),
-            Ok(_) => {}
-            Err(e) => return format!("rotation {round}: {} failed: {e}", step.as_str()),
-        }
+    let result = rotation
+        .rotate_locally(arn, |_, outcome| {
+            if let Outcome::Created { revoked: r, .. } | Outcome::Promoted { revoked: r, .. } = outcome {
+                revoked += r.len();
+            }
+        })
+        .await;
+    if let Err(e) = result {
+        return format!("rotation {round} failed: {e}");
     }
-    let after = key_id(store).await.unwrap_or_default();
+    let after = key_id().await.unwrap_or_default();
     format!(
         "rotation {round}: key {before}… -> {after}… is AWSCURRENT, {revoked} aged-out key(s) revoked ({:.1} s)",
         started.elapsed().as_secs_f64()

@@ -42,10 +42,11 @@ pub struct Account {
     http_timeout: Duration,
     secret_ttl: Duration,
     key: RwLock<Option<Arc<CurrentKey>>>,
-    /// Single-flight for secret reads; holds when the AWSCURRENT version was last checked.
-    key_check: tokio::sync::Mutex<Option<Instant>>,
-    /// Milliseconds since `epoch()` of the last check, +1 (0: never): read on every request.
-    last_check_ms: AtomicU64,
+    /// Single-flight for secret reads.
+    key_check: tokio::sync::Mutex<()>,
+    /// Microseconds since `epoch()` of the last AWSCURRENT check, +1 (0: never). The one record
+    /// of it, read lock-free on every request.
+    last_check_us: AtomicU64,
     key_error: Mutex<Option<String>>,
     access: TokenCache<String>,
     id: TokenCache<String>,
@@ -68,8 +69,8 @@ impl Account {
             http_timeout,
             secret_ttl,
             key: RwLock::new(None),
-            key_check: tokio::sync::Mutex::new(None),
-            last_check_ms: AtomicU64::new(0),
+            key_check: tokio::sync::Mutex::new(()),
+            last_check_us: AtomicU64::new(0),
             key_error: Mutex::new(None),
             access: TokenCache::new(policy),
             id: TokenCache::new(policy),
@@ -90,11 +91,15 @@ impl Account {
         self.key_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn check_due(&self) -> bool {
-        match self.last_check_ms.load(Ordering::Relaxed) {
-            0 => true,
-            at => epoch().elapsed().as_millis() as u64 + 1 - at >= self.secret_ttl.as_millis() as u64,
+    fn last_check(&self) -> Option<Instant> {
+        match self.last_check_us.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(epoch() + Duration::from_micros(at - 1)),
         }
+    }
+
+    fn check_due(&self) -> bool {
+        self.last_check().is_none_or(|t| t.elapsed() >= self.secret_ttl)
     }
 
     /// Starts a background re-check of the secret when SECRET_TTL has passed. Cheap when not.
@@ -123,17 +128,15 @@ impl Account {
     /// A failure keeps the key already loaded: Secrets Manager outages do not stop the broker.
     pub async fn reload(&self, force: bool) -> Result<Arc<CurrentKey>, Unavailable> {
         let started = Instant::now();
-        let mut checked = self.key_check.lock().await;
-        if let (Some(at), Some(current)) = (*checked, self.current()) {
+        let _single_flight = self.key_check.lock().await;
+        if let (Some(at), Some(current)) = (self.last_check(), self.current()) {
             // Someone checked while we waited for the lock.
             if at >= started || (!force && at.elapsed() < self.secret_ttl) {
                 return Ok(current);
             }
         }
         let result = self.read_current().await;
-        let now = Instant::now();
-        *checked = Some(now);
-        self.last_check_ms.store(now.duration_since(epoch()).as_millis() as u64 + 1, Ordering::Relaxed);
+        self.last_check_us.store(epoch().elapsed().as_micros() as u64 + 1, Ordering::Relaxed);
         match result {
             Ok(Some(new)) => {
                 self.counters.key_reloads.fetch_add(1, Ordering::Relaxed);

@@ -38,7 +38,7 @@ impl From<&Config> for BrokerSettings {
     fn from(c: &Config) -> Self {
         Self {
             secret_ids: c.secret_ids.clone(),
-            scopes: normalize_scopes(&c.scopes.join(",")).unwrap_or_default(),
+            scopes: c.scopes.clone(),
             secret_ttl: c.secret_ttl,
             http_timeout: c.http_timeout,
             cache: CachePolicy::default(),

@@ -21,7 +21,6 @@ struct Secret {
     name: String,
     rotation_enabled: bool,
     versions: Vec<Version>,
-    last_rotated: Option<DateTime<Utc>>,
 }
 
 /// Secrets held in this process only.
@@ -44,28 +43,10 @@ impl MemoryStore {
             stages: vec![AWSCURRENT.to_string()],
             created: Utc::now(),
         };
-        let secret = Secret {
-            arn: arn.clone(),
-            name: name.to_string(),
-            rotation_enabled: true,
-            versions: vec![version],
-            last_rotated: None,
-        };
+        let secret =
+            Secret { arn: arn.clone(), name: name.to_string(), rotation_enabled: true, versions: vec![version] };
         self.lock().insert(name.to_string(), secret);
         arn
-    }
-
-    /// What RotateSecret does before invoking the rotation function: a value-less version
-    /// `token` labelled AWSPENDING.
-    pub fn begin_rotation(&self, secret_id: &str, token: &str) -> Result<(), StoreError> {
-        let mut secrets = self.lock();
-        let secret = find(&mut secrets, secret_id, "RotateSecret")?;
-        if !secret.versions.iter().any(|v| v.id == token) {
-            secret.versions.push(Version { id: token.to_string(), value: None, stages: vec![], created: Utc::now() });
-        }
-        move_stage(secret, AWSPENDING, token);
-        secret.last_rotated = Some(Utc::now());
-        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Secret>> {
@@ -116,7 +97,6 @@ impl SecretStore for MemoryStore {
             name: s.name.clone(),
             rotation_enabled: s.rotation_enabled,
             versions,
-            last_rotated: s.last_rotated,
             ..SecretDescription::default()
         })
     }
