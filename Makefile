@@ -16,7 +16,7 @@ dev:
 	cargo run --locked --bin vertex-broker -- dev
 
 ## Lambda zips in target/package/ARCH/: the rotation function, the broker layer, the example.
-## ARCH=x86_64 or ARCH=arm64 (needs that architecture's Rust standard library installed).
+## ARCH=x86_64 or ARCH=arm64 (scripts/rust-for-target.sh installs a missing standard library).
 ARCH ?= x86_64
 package:
 	bash scripts/package.sh $(ARCH)

@@ -5,8 +5,8 @@
 #   layer.zip         extensions/vertex-broker-extension,
 #                     vertex-broker-wrapper                      (the broker layer, /opt/...)
 #   vertex-proxy.zip  bootstrap                                  (the example function)
-# Installs cargo-lambda (with zig) into .venv through scripts/venv.sh. Building for a foreign architecture needs that
-# architecture's Rust standard library (rustup target add ...).
+# Installs cargo-lambda (with zig, the cross linker) into .venv through scripts/venv.sh, and the
+# target's Rust standard library through scripts/rust-for-target.sh when it is missing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -16,10 +16,9 @@ case "$arch" in
   arm64) flag=--arm64; triple=aarch64-unknown-linux-gnu ;;
   *) echo "usage: scripts/package.sh x86_64|arm64" >&2; exit 2 ;;
 esac
-if [ ! -d "$(rustc --print sysroot)/lib/rustlib/$triple/lib" ]; then
-  echo "error: the Rust standard library for $triple is not installed; run: rustup target add $triple" >&2
-  exit 2
-fi
+# A foreign architecture needs its standard library: rust-for-target.sh finds or installs one.
+rustc_for_target=$(bash scripts/rust-for-target.sh "$triple")
+if [ "$rustc_for_target" != "$(command -v rustc)" ]; then export RUSTC="$rustc_for_target"; fi
 bash scripts/venv.sh # installs cargo-lambda (tests/requirements.txt)
 export PATH="$root/.venv/bin:$PATH"
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs the Python tools it needs into .venv,
-# starts one moto_server on a free loopback port, then runs fmt, clippy and every test.
+# The whole test suite, on a fresh machine: installs the Python tools it needs into .venv and
+# Google's Node and Go clients (scripts/clients.sh), starts one moto_server on a free loopback
+# port, lints the template, runs fmt and clippy, builds and checks the Lambda zips for both
+# architectures, runs `sam build`, then every test.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-bash scripts/venv.sh
+bash scripts/clients.sh
 export PATH="$root/.venv/bin:$PATH"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -28,19 +30,33 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "==> Lambda packages (x86_64): build, then check layout and ELF architecture"
-bash scripts/package.sh x86_64
-python3 scripts/check_package.py x86_64
-echo "==> sam build (the README's deploy build, x86_64 here: no arm64 Rust std on this machine)"
+for arch in x86_64 arm64; do
+  echo "==> Lambda packages ($arch): build, then check layout and ELF architecture"
+  bash scripts/package.sh "$arch"
+  python3 scripts/check_package.py "$arch"
+done
+echo "==> sam build (the README's deploy build: the template's default architecture, arm64)"
 sam_dir="${CARGO_TARGET_DIR:-target}/sam"
-LAYER_ARCH=x86_64 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 \
-  sam build --parameter-overrides Architecture=x86_64 --build-dir "$sam_dir" >"${TMPDIR:-/tmp}/vertex-broker-sam.log" 2>&1 ||
+arm64_rustc=$(bash scripts/rust-for-target.sh aarch64-unknown-linux-gnu)
+sam_env=()
+if [ "$arm64_rustc" != "$(command -v rustc)" ]; then sam_env=(RUSTC="$arm64_rustc"); fi
+env "${sam_env[@]}" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 \
+  sam build --build-dir "$sam_dir" >"${TMPDIR:-/tmp}/vertex-broker-sam.log" 2>&1 ||
   { cat "${TMPDIR:-/tmp}/vertex-broker-sam.log"; exit 1; }
 for artifact in RotationFunction/bootstrap VertexProxyFunction/bootstrap \
   BrokerLayer/extensions/vertex-broker-extension BrokerLayer/vertex-broker-wrapper; do
   test -x "$sam_dir/$artifact" || { echo "sam build did not produce $artifact" >&2; exit 1; }
 done
-echo "sam build: 4 artifacts in $sam_dir"
+python3 - "$sam_dir" <<'PY'
+import sys
+# The default build is arm64: each binary sam built must be an aarch64 ELF (machine 0xb7).
+for artifact in ("RotationFunction/bootstrap", "VertexProxyFunction/bootstrap", "BrokerLayer/extensions/vertex-broker-extension"):
+    with open(f"{sys.argv[1]}/{artifact}", "rb") as f:
+        machine = int.from_bytes(f.read(20)[18:20], "little")
+    if machine != 0xB7:
+        sys.exit(f"sam build: {artifact} is ELF machine {machine:#x}, expected aarch64 (0xb7)")
+PY
+echo "sam build: 4 artifacts in $sam_dir, binaries aarch64"
 
 echo "==> cargo test"
 log="${TMPDIR:-/tmp}/vertex-broker-test.log"

@@ -1,5 +1,5 @@
 //! The broker through its HTTP interface: the metadata protocol, its guards, the cache rules,
-//! rotation while serving, upstream outages, and Google's own Python client.
+//! rotation while serving, upstream outages, and Google's own Python, Node and Go clients.
 
 mod support;
 
@@ -327,33 +327,79 @@ async fn status_reports_what_is_in_use_and_no_response_holds_key_material() {
     }
 }
 
+/// A Google client library process pointed at the broker exactly as the layer's wrapper does it,
+/// with no other Google configuration it could fall back on (empty HOME, no gcloud config).
+fn google_client(program: &str, b: &RunningBroker) -> tokio::process::Command {
+    let home = std::env::temp_dir().join(support::unique("client-home"));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("CLOUDSDK_CONFIG", &home)
+        .env("GCE_METADATA_HOST", b.addr.to_string())
+        .env("GCE_METADATA_IP", b.addr.to_string());
+    cmd
+}
+
+/// Runs a client, then checks what every client must have got: the broker's account and project,
+/// an access token the emulator's Vertex accepts, and an ID token for the audience.
+async fn check_client_output(f: &Fixture, mut cmd: tokio::process::Command, name: &str) -> serde_json::Value {
+    let out = cmd.output().await.unwrap_or_else(|e| panic!("{name}: {e} (the test command installs it)"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["project"], "proj-test", "{name}");
+    assert_eq!(v["email"], f.account.as_str(), "{name}");
+    let token = v["token"].as_str().unwrap();
+    assert_eq!(predict(f, token).await, 200, "{name}: the emulator's Vertex :predict accepts the token");
+    let claims = jwt_claims(v["id_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], AUDIENCE, "{name}");
+    assert_eq!(claims["email"], f.account.as_str(), "{name}");
+    v
+}
+
+const AUDIENCE: &str = "https://example.run.app";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_auth_python_works_unmodified_against_the_broker() {
     let (f, b) = fixture_and_broker("python", Duration::from_secs(300), CachePolicy::default()).await;
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/google_auth_client.py");
-    let gcloud = std::env::temp_dir().join(support::unique("gcloud-config"));
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .arg("https://example.run.app")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &gcloud)
-        .env("CLOUDSDK_CONFIG", &gcloud)
-        .env("GCE_METADATA_HOST", b.addr.to_string())
-        .env("GCE_METADATA_IP", b.addr.to_string())
+    let mut cmd = google_client(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"), &b);
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/google_auth_client.py")).arg(AUDIENCE);
+    let v = check_client_output(&f, cmd, "python google-auth").await;
+    assert_eq!(v["kind"], "google.auth.compute_engine.credentials.Credentials");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_auth_library_for_node_works_unmodified_against_the_broker() {
+    let (f, b) = fixture_and_broker("node", Duration::from_secs(300), CachePolicy::default()).await;
+    let mut cmd = google_client("node", &b);
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/google_auth_client.js")).arg(AUDIENCE);
+    let v = check_client_output(&f, cmd, "node google-auth-library").await;
+    assert_eq!(v["kind"], "Compute", "GoogleAuth chose its metadata-server client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golang_oauth2_google_works_unmodified_against_the_broker() {
+    let (f, b) = fixture_and_broker("go", Duration::from_secs(300), CachePolicy::default()).await;
+    // Debian's packaged x/oauth2 and compute/metadata, built in GOPATH mode (no module download).
+    let work = std::env::temp_dir().join(support::unique("go-client"));
+    std::fs::create_dir_all(&work).unwrap();
+    let binary = work.join("metadata-client");
+    let build = tokio::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/go/metadata_client.go"))
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", work.join("cache"))
+        .env("GOFLAGS", "")
         .output()
         .await
-        .expect("the test command installs google-auth into .venv");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["kind"], "google.auth.compute_engine.credentials.Credentials");
-    assert_eq!(v["project"], "proj-test");
-    assert_eq!(v["email"], f.account.as_str());
-    let token = v["token"].as_str().unwrap();
-    assert_eq!(predict(&f, token).await, 200, "the emulator's Vertex :predict accepts the token");
-    let claims = jwt_claims(v["id_token"].as_str().unwrap());
-    assert_eq!(claims["aud"], "https://example.run.app");
-    assert_eq!(claims["email"], f.account.as_str());
+        .expect("the test command installs Debian's golang-go and golang-golang-x-oauth2-google-dev");
+    assert!(build.status.success(), "go build: {}", String::from_utf8_lossy(&build.stderr));
+    let mut cmd = google_client(binary.to_str().unwrap(), &b);
+    cmd.arg(AUDIENCE);
+    let v = check_client_output(&f, cmd, "go x/oauth2/google").await;
+    assert_eq!(v["token_type"], "Bearer");
 }
