@@ -1,14 +1,46 @@
 """Opens the Lambda zips of one architecture and checks what Lambda and template.yaml expect:
-the layout, executable bits, and each binary's ELF class and machine.
+the layout, executable bits, each binary's ELF class and machine, that it needs no newer glibc
+than Lambda's provided.al2023 runtime has (2.34), and that it runs: started outside Lambda, each
+must exit 1 saying AWS_LAMBDA_RUNTIME_API is not set (a foreign architecture runs under
+qemu-user with Debian's cross glibc: qemu-user-static, libc6-arm64-cross or libc6-amd64-cross).
 
 usage: python3 scripts/check_package.py ARCH   (ARCH: x86_64 or arm64)
 """
 import os
+import platform
+import re
 import stat
+import subprocess
 import sys
+import tempfile
 import zipfile
 
 MACHINES = {"x86_64": 0x3E, "arm64": 0xB7}
+# glibc of Amazon Linux 2023, which the provided.al2023 runtime runs on.
+RUNTIME_GLIBC = (2, 34)
+# How to run a binary of each architecture on this machine.
+QEMU = {"x86_64": ("qemu-x86_64-static", "/usr/x86_64-linux-gnu"), "arm64": ("qemu-aarch64-static", "/usr/aarch64-linux-gnu")}
+HOST = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
+
+
+def run_outside_lambda(arch, data):
+    """Runs the binary with an empty environment; returns what is wrong, or None."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "binary")
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o755)
+        command = [path] if arch == HOST else [QEMU[arch][0], "-L", QEMU[arch][1], path]
+        try:
+            done = subprocess.run(command, env={}, capture_output=True, timeout=60)
+        except FileNotFoundError as e:
+            return f"cannot run it: {e} (scripts/test.sh installs qemu-user-static and the cross glibc)"
+        except subprocess.TimeoutExpired:
+            return "outside Lambda: still running after 60 s (it should stop at once)"
+        stderr = done.stderr.decode(errors="replace")
+        if done.returncode != 1 or "AWS_LAMBDA_RUNTIME_API is not set" not in stderr:
+            return f"outside Lambda: exit {done.returncode}, stderr {stderr[:300]!r}"
+    return None
 EXPECTED = {
     "rotation.zip": {"bootstrap": True},
     "vertex-proxy.zip": {"bootstrap": True},
@@ -36,8 +68,18 @@ def check(arch):
                 mode = info.external_attr >> 16
                 if not mode & stat.S_IXUSR:
                     failures.append(f"{name}:{member}: not executable")
-                head = z.read(member)[:20]
+                data = z.read(member)
+                head = data[:20]
                 if is_elf:
+                    # The version names a binary needs are strings in its .dynstr section.
+                    needed = {(2, int(m)) for m in re.findall(rb"GLIBC_2\.(\d+)", data)}
+                    if not needed:
+                        failures.append(f"{name}:{member}: names no GLIBC_ version (not a glibc dynamic binary?)")
+                    elif max(needed) > RUNTIME_GLIBC:
+                        failures.append(f"{name}:{member}: needs glibc 2.{max(needed)[1]}, the runtime has 2.{RUNTIME_GLIBC[1]}")
+                    problem = run_outside_lambda(arch, data)
+                    if problem:
+                        failures.append(f"{name}:{member}: {problem}")
                     if head[:4] != b"\x7fELF" or head[4] != 2:
                         failures.append(f"{name}:{member}: not a 64-bit ELF")
                     machine = int.from_bytes(head[18:20], "little")

@@ -30,6 +30,11 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# check_package.py runs each binary; the foreign architecture's run under qemu-user.
+case "$(uname -m)" in
+  x86_64) bash scripts/apt.sh qemu-user-static libc6-arm64-cross ;;
+  aarch64) bash scripts/apt.sh qemu-user-static libc6-amd64-cross ;;
+esac
 for arch in x86_64 arm64; do
   echo "==> Lambda packages ($arch): build, then check layout and ELF architecture"
   bash scripts/package.sh "$arch"

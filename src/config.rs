@@ -52,6 +52,24 @@ pub struct ConfigError {
     pub expected: String,
 }
 
+/// A Lambda entry point started outside Lambda: there is no Runtime API to talk to (the Lambda
+/// crates would panic, and AWS's provider chain would go looking for instance metadata).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("AWS_LAMBDA_RUNTIME_API is not set: {binary} runs inside AWS Lambda; {elsewhere}")]
+pub struct NotInLambda {
+    pub binary: &'static str,
+    /// What to run instead, outside Lambda.
+    pub elsewhere: &'static str,
+}
+
+/// Lambda entry points call this first, before any AWS or Lambda client is built.
+pub fn require_lambda(binary: &'static str, elsewhere: &'static str) -> Result<(), NotInLambda> {
+    match std::env::var_os("AWS_LAMBDA_RUNTIME_API") {
+        Some(v) if !v.is_empty() => Ok(()),
+        _ => Err(NotInLambda { binary, elsewhere }),
+    }
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {

@@ -91,6 +91,20 @@ async fn a_missing_secret_id_reaches_init_error_naming_the_variable() {
 }
 
 #[tokio::test]
+async fn outside_lambda_it_says_where_it_belongs_instead_of_panicking() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker-extension"))
+        .env_clear()
+        .env("VERTEX_BROKER_SECRET_ID", "s")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("AWS_LAMBDA_RUNTIME_API is not set") && stderr.contains("vertex-broker serve"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
 async fn an_invalid_variable_reaches_init_error_naming_it() {
     let api = ExtensionsApi::start().await;
     let mut child = extension(&api, free_port())

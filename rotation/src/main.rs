@@ -13,6 +13,13 @@ use vertex_broker::telemetry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    if let Err(e) = vertex_broker::config::require_lambda(
+        "bootstrap (the rotation function)",
+        "to rotate from a shell use `vertex-broker rotate SECRET --local`",
+    ) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
     let config = Config::from_env().map_err(|e| {
         eprintln!("{{\"level\":\"ERROR\",\"message\":\"configuration: {e}\"}}");
         e

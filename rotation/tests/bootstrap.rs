@@ -111,3 +111,15 @@ async fn the_bootstrap_binary_completes_a_rotation_through_the_runtime_api() {
         }
     }
 }
+
+#[tokio::test]
+async fn outside_lambda_it_says_what_to_run_instead_and_builds_no_aws_client() {
+    // No AWS variables at all: had it built a client first, the SDK's chain would look for
+    // instance metadata before failing.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bootstrap")).env_clear().output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("AWS_LAMBDA_RUNTIME_API is not set"), "{stderr}");
+    assert!(stderr.contains("vertex-broker rotate SECRET --local"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -15,6 +15,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the extension until SHUTDOWN. Configuration errors go to `/extension/init/error`.
 pub async fn run() -> Result<(), BoxError> {
+    crate::config::require_lambda(
+        "vertex-broker-extension (started by Lambda from the layer's /opt/extensions)",
+        "to run the broker anywhere else use `vertex-broker serve`",
+    )?;
     let config = Config::from_env();
     crate::telemetry::init(config.as_ref().map(|c| c.log.as_str()).unwrap_or("info"), true);
     // Listener first: the function's init code may call it as soon as it starts.

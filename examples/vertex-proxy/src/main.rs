@@ -5,6 +5,13 @@ use vertex_proxy::{HttpApiRequest, HttpApiResponse, Proxy};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
+    if let Err(e) = vertex_broker::config::require_lambda(
+        "vertex-proxy (the example function)",
+        "its handler is tested through `cargo test -p vertex-proxy`",
+    ) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
     vertex_broker::telemetry::init(&std::env::var("VERTEX_BROKER_LOG").unwrap_or_else(|_| "info".into()), true);
     let proxy = Proxy::from_env()?;
     let proxy = &proxy;

@@ -92,3 +92,11 @@ async fn each_vertex_error_class_becomes_a_clear_api_error() {
     assert_eq!(r.status_code, 503);
     assert!(r.body.contains("layer"), "{}", r.body);
 }
+
+#[tokio::test]
+async fn outside_lambda_the_binary_says_where_it_runs_instead_of_panicking() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-proxy")).env_clear().output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("AWS_LAMBDA_RUNTIME_API is not set") && !stderr.contains("panicked"), "{stderr}");
+}
