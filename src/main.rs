@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vertex_broker::broker::{server, Broker, BrokerSettings};
 use vertex_broker::config::Config;
 use vertex_broker::google::iam::IamError;
-use vertex_broker::google::token;
+use vertex_broker::google::token::TokenClient;
 use vertex_broker::key::ServiceAccountKey;
 use vertex_broker::rotation::operator::{RevokeTarget, SecretStatus};
 use vertex_broker::rotation::{Rotation, RotationError, RotationSettings};
@@ -264,12 +264,13 @@ async fn run(cli: Cli, mut config: Config) -> Result<(), Failure> {
             let value = store.get(&secret, None, Some(AWSCURRENT)).await?;
             let key = ServiceAccountKey::parse(&value.value)
                 .map_err(|e| Failure::failed(format!("the AWSCURRENT value of {secret} is not a usable key: {e}")))?;
+            let tokens = TokenClient::new(config.http_timeout);
             let minted = match &audience {
-                Some(aud) => token::id_token(&reqwest::Client::new(), &key, aud).await,
+                Some(aud) => tokens.id_token(&key, aud).await,
                 None => {
                     let scopes =
                         scopes.map(|s| vertex_broker::config::split_scopes(&s)).unwrap_or(config.scopes.clone());
-                    token::access_token(&key, &scopes, config.http_timeout).await
+                    tokens.access_token(&key, &scopes).await
                 }
             }
             .map_err(|e| Failure { code: 5, message: e.to_string() })?;

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use google_emulator::{Emulator, Fault};
 use vertex_broker::google::iam::{IamClient, IamError, RetryPolicy};
-use vertex_broker::google::token;
+use vertex_broker::google::token::TokenClient;
 use vertex_broker::key::ServiceAccountKey;
 
 const CLOUD: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 async fn client(emu: &Emulator, key: &ServiceAccountKey) -> IamClient {
-    let bearer = token::access_token(key, &[CLOUD.into()], Duration::from_secs(5)).await.unwrap();
+    let bearer = TokenClient::new(Duration::from_secs(5)).access_token(key, &[CLOUD.into()]).await.unwrap();
     IamClient::new(reqwest::Client::new(), &emu.url(), bearer.secret, Duration::from_secs(2)).with_retry(RetryPolicy {
         first_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
@@ -22,7 +22,7 @@ async fn client(emu: &Emulator, key: &ServiceAccountKey) -> IamClient {
 }
 
 async fn mints(key: &ServiceAccountKey) -> bool {
-    token::access_token(key, &[CLOUD.into()], Duration::from_secs(5)).await.is_ok()
+    TokenClient::new(Duration::from_secs(5)).access_token(key, &[CLOUD.into()]).await.is_ok()
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::token_cache::{CachePolicy, Lookup, TokenCache, Unavailable};
-use crate::google::token::{self, Token, TokenError};
+use crate::google::token::{Token, TokenClient, TokenError};
 use crate::key::ServiceAccountKey;
 use crate::store::{SecretStore, AWSCURRENT};
 
@@ -38,8 +38,7 @@ pub struct Counters {
 pub struct Account {
     pub secret_id: String,
     store: Arc<dyn SecretStore>,
-    http: reqwest::Client,
-    http_timeout: Duration,
+    tokens: TokenClient,
     secret_ttl: Duration,
     key: RwLock<Option<Arc<CurrentKey>>>,
     /// Single-flight for secret reads.
@@ -57,16 +56,14 @@ impl Account {
     pub fn new(
         secret_id: String,
         store: Arc<dyn SecretStore>,
-        http: reqwest::Client,
-        http_timeout: Duration,
+        tokens: TokenClient,
         secret_ttl: Duration,
         policy: CachePolicy,
     ) -> Self {
         Self {
             secret_id,
             store,
-            http,
-            http_timeout,
+            tokens,
             secret_ttl,
             key: RwLock::new(None),
             key_check: tokio::sync::Mutex::new(()),
@@ -229,11 +226,11 @@ impl Account {
     async fn mint_access(self: &Arc<Self>, scope_key: &str) -> Result<Token, String> {
         let scopes: Vec<String> = scope_key.split(' ').map(str::to_string).collect();
         let scopes = &scopes;
-        self.mint(|key| async move { token::access_token(&key, scopes, self.http_timeout).await }).await
+        self.mint(|key| async move { self.tokens.access_token(&key, scopes).await }).await
     }
 
     async fn mint_id(self: &Arc<Self>, audience: &str) -> Result<Token, String> {
-        self.mint(|key| async move { token::id_token(&self.http, &key, audience).await }).await
+        self.mint(|key| async move { self.tokens.id_token(&key, audience).await }).await
     }
 
     /// Mints with the current key; after `invalid_grant` (the key was rotated away) re-reads the

@@ -22,6 +22,7 @@ use account::Account;
 use token_cache::CachePolicy;
 
 use crate::config::Config;
+use crate::google::token::TokenClient;
 use crate::store::SecretStore;
 
 /// The broker's settings (a subset of [`Config`]).
@@ -70,19 +71,13 @@ impl Broker {
         if settings.secret_ids.is_empty() {
             return Err(BrokerError::NoSecret);
         }
-        let http = reqwest::Client::builder().timeout(settings.http_timeout).build().unwrap_or_default();
+        // One token client for every account: TLS roots load once, connections are shared.
+        let tokens = TokenClient::new(settings.http_timeout);
         let accounts = settings
             .secret_ids
             .iter()
             .map(|id| {
-                Arc::new(Account::new(
-                    id.clone(),
-                    store.clone(),
-                    http.clone(),
-                    settings.http_timeout,
-                    settings.secret_ttl,
-                    settings.cache,
-                ))
+                Arc::new(Account::new(id.clone(), store.clone(), tokens.clone(), settings.secret_ttl, settings.cache))
             })
             .collect();
         let scopes = normalize_scopes(&settings.scopes.join(",")).unwrap_or_else(|| settings.scopes.clone());

@@ -1,6 +1,7 @@
 //! Access tokens (yup-oauth2's service-account flow) and ID tokens (a JWT-bearer assertion with
 //! `target_audience`), both minted at the key's own `token_uri`.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -56,36 +57,6 @@ impl TokenError {
     }
 }
 
-/// Mints an access token for `scopes` with yup-oauth2 (always a fresh mint, never a cache hit).
-pub async fn access_token(key: &ServiceAccountKey, scopes: &[String], timeout: Duration) -> Result<Token, TokenError> {
-    let uri = key.token_uri().to_string();
-    let sa: yup_oauth2::ServiceAccountKey = serde_json::from_str(key.raw())
-        .map_err(|e| TokenError::BadResponse { uri: uri.clone(), message: format!("key file: {e}") })?;
-    let auth = yup_oauth2::ServiceAccountAuthenticator::builder(sa)
-        .with_timeout(timeout)
-        .build()
-        .await
-        .map_err(|e| TokenError::Unreachable { uri: uri.clone(), message: e.to_string() })?;
-    let token = auth.force_refreshed_token(scopes).await.map_err(|e| match e {
-        yup_oauth2::Error::AuthError(a) => TokenError::Refused {
-            key: key.to_string(),
-            error: a.error.as_str().to_string(),
-            description: a.error_description.unwrap_or_default(),
-        },
-        yup_oauth2::Error::JSONError(e) => TokenError::BadResponse { uri: uri.clone(), message: e.to_string() },
-        other => TokenError::Unreachable { uri: uri.clone(), message: other.to_string() },
-    })?;
-    let secret = token
-        .token()
-        .map(|t| Secret::new(t.to_string()))
-        .ok_or_else(|| TokenError::BadResponse { uri: uri.clone(), message: "no access_token in the answer".into() })?;
-    let expires_at = token
-        .expiration_time()
-        .and_then(|t| DateTime::from_timestamp(t.unix_timestamp(), 0))
-        .unwrap_or_else(|| Utc::now() + chrono::Duration::seconds(3599));
-    Ok(Token { secret, expires_at })
-}
-
 #[derive(Deserialize)]
 struct IdTokenAnswer {
     id_token: Option<String>,
@@ -98,50 +69,121 @@ struct IdClaims {
     exp: i64,
 }
 
-/// Mints a Google-signed ID token whose `aud` is `audience`.
-pub async fn id_token(http: &reqwest::Client, key: &ServiceAccountKey, audience: &str) -> Result<Token, TokenError> {
-    let uri = key.token_uri().to_string();
-    let now = Utc::now().timestamp();
-    let assertion = sign_jwt(
-        key,
-        &json!({
-            "iss": key.client_email(),
-            "aud": uri,
-            "iat": now,
-            "exp": now + ASSERTION_LIFETIME,
-            "target_audience": audience,
-        }),
-    );
-    let resp = http
-        .post(&uri)
-        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.expose())])
-        .send()
-        .await
-        .map_err(|e| TokenError::Unreachable { uri: uri.clone(), message: e.without_url().to_string() })?;
-    let status = resp.status();
-    let answer: IdTokenAnswer = resp.json().await.map_err(|e| TokenError::BadResponse {
-        uri: uri.clone(),
-        message: format!("HTTP {status}: {}", e.without_url()),
-    })?;
-    if let Some(error) = answer.error {
-        return Err(TokenError::Refused {
-            key: key.to_string(),
-            error,
-            description: answer.error_description.unwrap_or_default(),
-        });
+/// yup-oauth2's HTTP client type, over rustls with the system's roots.
+type OauthClient = hyper_util::client::legacy::Client<
+    yup_oauth2::hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    String,
+>;
+
+/// The client of Google's token endpoints, one per process: TLS roots load once (on the first
+/// access-token mint, not at start-up) and connections are pooled, instead of a new client and
+/// root store per mint.
+#[derive(Clone)]
+pub struct TokenClient {
+    oauth: Arc<OnceLock<Result<OauthClient, String>>>,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl TokenClient {
+    /// A client whose every call to a token endpoint gives up after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+        Self { oauth: Arc::default(), http, timeout }
     }
-    let id_token = answer.id_token.ok_or_else(|| TokenError::BadResponse {
-        uri: uri.clone(),
-        message: format!("HTTP {status} without id_token"),
-    })?;
-    let exp = id_token
-        .split('.')
-        .nth(1)
-        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-        .and_then(|c| serde_json::from_slice::<IdClaims>(&c).ok())
-        .and_then(|c| DateTime::from_timestamp(c.exp, 0))
-        .ok_or_else(|| TokenError::BadResponse { uri, message: "the id_token is not a JWT with exp".into() })?;
-    Ok(Token { secret: Secret::new(id_token), expires_at: exp })
+
+    fn oauth_client(&self, uri: &str) -> Result<OauthClient, TokenError> {
+        let built = self.oauth.get_or_init(|| {
+            let connector = yup_oauth2::hyper_rustls::HttpsConnectorBuilder::new()
+                .with_native_roots()
+                .map_err(|e| format!("no TLS root certificates: {e}"))?
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .build();
+            Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
+        });
+        built.clone().map_err(|message| TokenError::Unreachable { uri: uri.to_string(), message })
+    }
+
+    /// Mints an access token for `scopes` with yup-oauth2 (always a fresh mint, never a cache hit).
+    pub async fn access_token(&self, key: &ServiceAccountKey, scopes: &[String]) -> Result<Token, TokenError> {
+        let uri = key.token_uri().to_string();
+        let sa: yup_oauth2::ServiceAccountKey = serde_json::from_str(key.raw())
+            .map_err(|e| TokenError::BadResponse { uri: uri.clone(), message: format!("key file: {e}") })?;
+        let client = yup_oauth2::CustomHyperClientBuilder::from(self.oauth_client(&uri)?);
+        let auth = yup_oauth2::ServiceAccountAuthenticator::with_client(sa, client)
+            .with_timeout(self.timeout)
+            .build()
+            .await
+            .map_err(|e| TokenError::Unreachable { uri: uri.clone(), message: e.to_string() })?;
+        let token = auth.force_refreshed_token(scopes).await.map_err(|e| match e {
+            yup_oauth2::Error::AuthError(a) => TokenError::Refused {
+                key: key.to_string(),
+                error: a.error.as_str().to_string(),
+                description: a.error_description.unwrap_or_default(),
+            },
+            yup_oauth2::Error::JSONError(e) => TokenError::BadResponse { uri: uri.clone(), message: e.to_string() },
+            other => TokenError::Unreachable { uri: uri.clone(), message: other.to_string() },
+        })?;
+        let secret = token.token().map(|t| Secret::new(t.to_string())).ok_or_else(|| TokenError::BadResponse {
+            uri: uri.clone(),
+            message: "no access_token in the answer".into(),
+        })?;
+        let expires_at = token
+            .expiration_time()
+            .and_then(|t| DateTime::from_timestamp(t.unix_timestamp(), 0))
+            .unwrap_or_else(|| Utc::now() + chrono::Duration::seconds(3599));
+        Ok(Token { secret, expires_at })
+    }
+
+    /// Mints a Google-signed ID token whose `aud` is `audience` (a JWT-bearer grant with
+    /// `target_audience`, which yup-oauth2 does not offer).
+    pub async fn id_token(&self, key: &ServiceAccountKey, audience: &str) -> Result<Token, TokenError> {
+        let uri = key.token_uri().to_string();
+        let now = Utc::now().timestamp();
+        let assertion = sign_jwt(
+            key,
+            &json!({
+                "iss": key.client_email(),
+                "aud": uri,
+                "iat": now,
+                "exp": now + ASSERTION_LIFETIME,
+                "target_audience": audience,
+            }),
+        );
+        let resp = self
+            .http
+            .post(&uri)
+            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.expose())])
+            .send()
+            .await
+            .map_err(|e| TokenError::Unreachable { uri: uri.clone(), message: e.without_url().to_string() })?;
+        let status = resp.status();
+        let answer: IdTokenAnswer = resp.json().await.map_err(|e| TokenError::BadResponse {
+            uri: uri.clone(),
+            message: format!("HTTP {status}: {}", e.without_url()),
+        })?;
+        if let Some(error) = answer.error {
+            return Err(TokenError::Refused {
+                key: key.to_string(),
+                error,
+                description: answer.error_description.unwrap_or_default(),
+            });
+        }
+        let id_token = answer.id_token.ok_or_else(|| TokenError::BadResponse {
+            uri: uri.clone(),
+            message: format!("HTTP {status} without id_token"),
+        })?;
+        let exp = id_token
+            .split('.')
+            .nth(1)
+            .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+            .and_then(|c| serde_json::from_slice::<IdClaims>(&c).ok())
+            .and_then(|c| DateTime::from_timestamp(c.exp, 0))
+            .ok_or_else(|| TokenError::BadResponse { uri, message: "the id_token is not a JWT with exp".into() })?;
+        Ok(Token { secret: Secret::new(id_token), expires_at: exp })
+    }
 }
 
 /// An RS256 JWT signed by `key`, with its key id in the header.

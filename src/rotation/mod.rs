@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, RevokeMode, DEFAULT_SCOPE};
 use crate::google::iam::{IamClient, IamError, RetryPolicy};
-use crate::google::token::{self, TokenError};
+use crate::google::token::{TokenClient, TokenError};
 use crate::key::{KeyError, ServiceAccountKey};
 use crate::store::{SecretDescription, SecretStore, StoreError, VersionInfo, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
@@ -212,6 +212,8 @@ pub struct Rotation {
     store: Arc<dyn SecretStore>,
     settings: RotationSettings,
     http: reqwest::Client,
+    /// Google's token endpoint, shared by every mint of a warm function.
+    tokens: TokenClient,
     /// Version id -> (account, key id) of the key it holds. A version's value never changes
     /// once set, so a warm function reads each version once instead of once per step.
     versions_seen: std::sync::Mutex<HashMap<String, Option<(String, String)>>>,
@@ -222,7 +224,8 @@ type History = HashMap<String, String>;
 
 impl Rotation {
     pub fn new(store: Arc<dyn SecretStore>, settings: RotationSettings) -> Self {
-        Self { store, settings, http: reqwest::Client::new(), versions_seen: Default::default() }
+        let tokens = TokenClient::new(settings.http_timeout);
+        Self { store, settings, http: reqwest::Client::new(), tokens, versions_seen: Default::default() }
     }
 
     /// Runs one step as Secrets Manager invokes it. `deadline` is the Lambda's, if any.
@@ -384,7 +387,7 @@ impl Rotation {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let err = match token::access_token(&pending, &scopes, self.settings.http_timeout).await {
+            let err = match self.tokens.access_token(&pending, &scopes).await {
                 Ok(_) => return Ok(Outcome::Tested { key_id, attempts, waited: start.elapsed() }),
                 Err(e) => e,
             };
@@ -553,7 +556,7 @@ impl Rotation {
             .with_max_delay(retry.max_delay)
             .with_max_times(retry.max_retries)
             .with_jitter();
-        let bearer = (|| token::access_token(caller, &scopes, self.settings.http_timeout))
+        let bearer = (|| self.tokens.access_token(caller, &scopes))
             .retry(backoff)
             .when(TokenError::is_transient)
             .await

@@ -217,13 +217,10 @@ impl Fixture {
 
     /// Whether `key` mints an access token at the emulator now.
     pub async fn mints(&self, key: &ServiceAccountKey) -> bool {
-        vertex_broker::google::token::access_token(
-            key,
-            &["https://www.googleapis.com/auth/cloud-platform".into()],
-            Duration::from_secs(5),
-        )
-        .await
-        .is_ok()
+        vertex_broker::google::token::TokenClient::new(Duration::from_secs(5))
+            .access_token(key, &["https://www.googleapis.com/auth/cloud-platform".into()])
+            .await
+            .is_ok()
     }
 
     /// The invariants that must hold after any failure: AWSCURRENT mints, the keys of
