@@ -79,12 +79,12 @@ async fn each_vertex_error_class_becomes_a_clear_api_error() {
     assert!(r.body.contains("roles/aiplatform.user"), "{}", r.body);
     f.emu.set_vertex_denied(&f.account, false);
 
-    // A slow Vertex: the proxy answers 504 before the function's time runs out.
+    // A slow Vertex: the proxy gives up at the function's remaining time less its margin and
+    // answers 504 (the answer names the timeout it used; no wall-clock assertion).
     f.emu.inject(Fault { endpoint: "vertex".into(), count: 1, status: None, delay_ms: 3_000 });
-    let started = std::time::Instant::now();
     let r = proxy.handle(request(body.clone()), Duration::from_millis(1_600)).await;
     assert_eq!(r.status_code, 504, "{}", r.body);
-    assert!(started.elapsed() < Duration::from_millis(1_600), "answered within the remaining time");
+    assert!(r.body.contains("within 1100 ms"), "1600 ms remaining less the 500 ms margin: {}", r.body);
 
     // No broker: a clear 503.
     let proxy = Proxy::new("127.0.0.1:1", &url);
