@@ -1,5 +1,6 @@
 //! The built `vertex-broker-extension` through an Extensions API: register, serve during INIT,
-//! INVOKE, SHUTDOWN within its deadline; configuration errors reach /init/error.
+//! INVOKE, SHUTDOWN within its deadline; configuration errors reach /init/error. The test command
+//! runs them twice: on the binary cargo built, and on the packaged arm64 one under qemu-user.
 
 mod support;
 
@@ -14,8 +15,13 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The extension under test (VERTEX_BROKER_TEST_EXTENSION names another, see lambda_binary).
+fn extension_binary() -> tokio::process::Command {
+    support::lambda_binary("VERTEX_BROKER_TEST_EXTENSION", env!("CARGO_BIN_EXE_vertex-broker-extension"))
+}
+
 fn extension(api: &ExtensionsApi, port: u16) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker-extension"));
+    let mut cmd = extension_binary();
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
@@ -92,12 +98,7 @@ async fn a_missing_secret_id_reaches_init_error_naming_the_variable() {
 
 #[tokio::test]
 async fn outside_lambda_it_says_where_it_belongs_instead_of_panicking() {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker-extension"))
-        .env_clear()
-        .env("VERTEX_BROKER_SECRET_ID", "s")
-        .output()
-        .await
-        .unwrap();
+    let out = extension_binary().env_clear().env("VERTEX_BROKER_SECRET_ID", "s").output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("AWS_LAMBDA_RUNTIME_API is not set") && stderr.contains("vertex-broker serve"), "{stderr}");

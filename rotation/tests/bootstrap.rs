@@ -1,5 +1,6 @@
 //! The built `bootstrap` itself, driven through a Lambda Runtime API, rotates a secret in moto
-//! against the emulator; its logs carry no key material or token.
+//! against the emulator; its logs carry no key material or token. The test command runs these
+//! again on the packaged arm64 bootstrap under qemu-user.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -13,6 +14,11 @@ use support::Fixture;
 use tokio::io::AsyncReadExt;
 use vertex_broker::rotation::Step;
 
+/// The bootstrap under test (VERTEX_BROKER_TEST_BOOTSTRAP names another, see lambda_binary).
+fn bootstrap() -> tokio::process::Command {
+    support::lambda_binary("VERTEX_BROKER_TEST_BOOTSTRAP", env!("CARGO_BIN_EXE_bootstrap"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_binary_completes_a_rotation_through_the_runtime_api() {
     let f = Fixture::new("bootstrap").await;
@@ -21,7 +27,7 @@ async fn the_bootstrap_binary_completes_a_rotation_through_the_runtime_api() {
     let mut api = RuntimeApi::start().await;
 
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+    let mut child = bootstrap()
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
@@ -116,7 +122,7 @@ async fn the_bootstrap_binary_completes_a_rotation_through_the_runtime_api() {
 async fn outside_lambda_it_says_what_to_run_instead_and_builds_no_aws_client() {
     // No AWS variables at all: had it built a client first, the SDK's chain would look for
     // instance metadata before failing.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bootstrap")).env_clear().output().await.unwrap();
+    let out = bootstrap().env_clear().output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("AWS_LAMBDA_RUNTIME_API is not set"), "{stderr}");

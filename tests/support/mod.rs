@@ -61,6 +61,22 @@ fn start_moto() -> String {
 
 /// The AWS environment every spawned binary gets: moto's endpoint and dummy credentials and
 /// region, so no credential provider ever probes the network.
+/// The Lambda binary under test: the one cargo built (`built`), or the command line in the
+/// environment variable `override_var`. The test command runs the binary tests again that way on
+/// the packaged binaries of the other architecture, under qemu-user.
+#[allow(dead_code)] // each test binary compiles this module; not all of them start a Lambda binary
+pub fn lambda_binary(override_var: &str, built: &str) -> tokio::process::Command {
+    match std::env::var(override_var) {
+        Ok(line) if !line.trim().is_empty() => {
+            let mut words = line.split_whitespace();
+            let mut cmd = tokio::process::Command::new(words.next().unwrap());
+            cmd.args(words);
+            cmd
+        }
+        _ => tokio::process::Command::new(built),
+    }
+}
+
 pub fn aws_env() -> [(&'static str, String); 4] {
     [
         ("AWS_ENDPOINT_URL", moto_endpoint()),
