@@ -8,7 +8,7 @@
 //! | [`config`] | every environment variable, its default and its validation |
 //! | [`key`] | `ServiceAccountKey`: parse and validate a Google JSON key file; redacted, zeroized |
 //! | [`google::iam`] | `IamClient`: create/list/get/delete/disable/enable keys; Google errors typed |
-//! | [`google::token`] | mint access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |
+//! | [`google::token`] | `TokenClient`, one per process: access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |
 //! | [`store`] | `SecretStore`, the storage seam: Secrets Manager and in-memory implementations |
 //! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI |
 //! | [`rotation::operator`] | what the CLI adds on the engine: local rotation, status, revoke, first key |
