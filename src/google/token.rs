@@ -13,6 +13,11 @@ use serde_json::json;
 use super::Secret;
 use crate::key::ServiceAccountKey;
 
+/// A pooled connection idle longer than this is not reused (checked when taken, so a connection
+/// left over a Lambda freeze is dropped rather than tried), well inside the time Google's front
+/// ends keep idle connections open.
+const IDLE: Duration = Duration::from_secs(30);
+
 /// Assertions live this long (Google accepts at most one hour).
 const ASSERTION_LIFETIME: i64 = 3600;
 
@@ -75,9 +80,9 @@ type OauthClient = hyper_util::client::legacy::Client<
     String,
 >;
 
-/// The client of Google's token endpoints, one per process: TLS roots load once (on the first
-/// access-token mint, not at start-up) and connections are pooled, instead of a new client and
-/// root store per mint.
+/// The client of Google's token endpoints, one per process, so TLS roots load once (on the first
+/// access-token mint, not at start-up) instead of once per mint, and the mints of one rotation,
+/// seconds apart, share a connection.
 #[derive(Clone)]
 pub struct TokenClient {
     oauth: Arc<OnceLock<Result<OauthClient, String>>>,
@@ -88,7 +93,7 @@ pub struct TokenClient {
 impl TokenClient {
     /// A client whose every call to a token endpoint gives up after `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+        let http = reqwest::Client::builder().timeout(timeout).pool_idle_timeout(IDLE).build().unwrap_or_default();
         Self { oauth: Arc::default(), http, timeout }
     }
 
@@ -101,7 +106,9 @@ impl TokenClient {
                 .enable_http1()
                 .enable_http2()
                 .build();
-            Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
+            Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(IDLE)
+                .build(connector))
         });
         built.clone().map_err(|message| TokenError::Unreachable { uri: uri.to_string(), message })
     }
