@@ -6,6 +6,7 @@ qemu-user with that architecture's glibc from Debian: qemu-user-static and libc6
 libc6:amd64, which scripts/test.sh installs).
 
 usage: python3 scripts/check_package.py ARCH   (ARCH: x86_64 or arm64)
+       python3 scripts/check_package.py --sam-build ARCH BUILD_DIR   (the binaries `sam build` wrote)
 """
 import os
 import platform
@@ -22,6 +23,49 @@ RUNTIME_GLIBC = (2, 34)
 # How to run a binary of each architecture on this machine.
 QEMU = {"x86_64": "qemu-x86_64-static", "arm64": "qemu-aarch64-static"}
 HOST = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
+
+
+EXPECTED = {
+    "rotation.zip": {"bootstrap": True},
+    "vertex-proxy.zip": {"bootstrap": True},
+    # /opt/extensions/<name> is where Lambda starts external extensions; the template points
+    # AWS_LAMBDA_EXEC_WRAPPER at /opt/vertex-broker-wrapper.
+    "layer.zip": {"extensions/vertex-broker-extension": True, "vertex-broker-wrapper": False},
+}
+# What `sam build` writes into its build directory (True: an ELF binary).
+SAM_BUILD = {
+    "RotationFunction/bootstrap": True,
+    "VertexProxyFunction/bootstrap": True,
+    "BrokerLayer/extensions/vertex-broker-extension": True,
+    "BrokerLayer/vertex-broker-wrapper": False,
+}
+
+
+def elf_machine_problems(arch, data):
+    """What is wrong with `data` as a 64-bit ELF for `arch`, as a list."""
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return ["not a 64-bit ELF"]
+    machine = int.from_bytes(data[18:20], "little")
+    if machine != MACHINES[arch]:
+        return [f"ELF machine {machine:#x}, expected {MACHINES[arch]:#x} ({arch})"]
+    return []
+
+
+def binary_problems(arch, data):
+    """Machine, the glibc versions it needs, and a run outside Lambda."""
+    problems = elf_machine_problems(arch, data)
+    if problems:
+        return problems
+    # The version names a binary needs are strings in its .dynstr section.
+    needed = {(2, int(m)) for m in re.findall(rb"GLIBC_2\.(\d+)", data)}
+    if not needed:
+        problems.append("names no GLIBC_ version (not a glibc dynamic binary?)")
+    elif max(needed) > RUNTIME_GLIBC:
+        problems.append(f"needs glibc 2.{max(needed)[1]}, the runtime has 2.{RUNTIME_GLIBC[1]}")
+    problem = run_outside_lambda(arch, data)
+    if problem:
+        problems.append(problem)
+    return problems
 
 
 def run_outside_lambda(arch, data):
@@ -42,18 +86,23 @@ def run_outside_lambda(arch, data):
         if done.returncode != 1 or "AWS_LAMBDA_RUNTIME_API is not set" not in stderr:
             return f"outside Lambda: exit {done.returncode}, stderr {stderr[:300]!r}"
     return None
-EXPECTED = {
-    "rotation.zip": {"bootstrap": True},
-    "vertex-proxy.zip": {"bootstrap": True},
-    # /opt/extensions/<name> is where Lambda starts external extensions; the template points
-    # AWS_LAMBDA_EXEC_WRAPPER at /opt/vertex-broker-wrapper.
-    "layer.zip": {"extensions/vertex-broker-extension": True, "vertex-broker-wrapper": False},
-}
+
+
+def member_problems(arch, z, member, is_elf):
+    problems = []
+    if not (z.getinfo(member).external_attr >> 16) & stat.S_IXUSR:
+        problems.append("not executable")
+    data = z.read(member)
+    if is_elf:
+        problems += binary_problems(arch, data)
+    elif not data.startswith(b"#!/bin/sh"):
+        problems.append("not a /bin/sh script")
+    return problems
 
 
 def check(arch):
     out = os.path.join(os.environ.get("CARGO_TARGET_DIR") or "target", "package", arch)
-    failures, checked = [], 0
+    failures, passed = [], 0
     for name, members in EXPECTED.items():
         path = os.path.join(out, name)
         if not os.path.exists(path):
@@ -65,35 +114,35 @@ def check(arch):
                 failures.append(f"{name}: holds {names}, expected {sorted(members)}")
                 continue
             for member, is_elf in members.items():
-                info = z.getinfo(member)
-                mode = info.external_attr >> 16
-                if not mode & stat.S_IXUSR:
-                    failures.append(f"{name}:{member}: not executable")
-                data = z.read(member)
-                head = data[:20]
-                if is_elf:
-                    # The version names a binary needs are strings in its .dynstr section.
-                    needed = {(2, int(m)) for m in re.findall(rb"GLIBC_2\.(\d+)", data)}
-                    if not needed:
-                        failures.append(f"{name}:{member}: names no GLIBC_ version (not a glibc dynamic binary?)")
-                    elif max(needed) > RUNTIME_GLIBC:
-                        failures.append(f"{name}:{member}: needs glibc 2.{max(needed)[1]}, the runtime has 2.{RUNTIME_GLIBC[1]}")
-                    problem = run_outside_lambda(arch, data)
-                    if problem:
-                        failures.append(f"{name}:{member}: {problem}")
-                    if head[:4] != b"\x7fELF" or head[4] != 2:
-                        failures.append(f"{name}:{member}: not a 64-bit ELF")
-                    machine = int.from_bytes(head[18:20], "little")
-                    if machine != MACHINES[arch]:
-                        failures.append(f"{name}:{member}: ELF machine {machine:#x}, expected {MACHINES[arch]:#x} ({arch})")
-                elif not head.startswith(b"#!/bin/sh"):
-                    failures.append(f"{name}:{member}: not a /bin/sh script")
-                checked += 1
+                problems = member_problems(arch, z, member, is_elf)
+                failures += [f"{name}:{member}: {p}" for p in problems]
+                passed += not problems
+    return report("package", passed, failures)
+
+
+def check_sam_build(arch, build_dir):
+    """What `sam build` wrote: present, executable, binaries for `arch`."""
+    failures, passed = [], 0
+    for artifact, is_elf in SAM_BUILD.items():
+        path = os.path.join(build_dir, artifact)
+        if not os.access(path, os.X_OK):
+            failures.append(f"{artifact}: missing or not executable")
+            continue
+        with open(path, "rb") as f:
+            problems = elf_machine_problems(arch, f.read(20)) if is_elf else []
+        failures += [f"{artifact}: {p}" for p in problems]
+        passed += not problems
+    return report("sam build", passed, failures)
+
+
+def report(what, passed, failures):
     for f in failures:
         print("FAIL", f)
-    print(f"package: {checked - len(failures)} passed, {len(failures)} failed")
+    print(f"{what}: {passed} passed, {len(failures)} failed")
     return not failures
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--sam-build":
+        sys.exit(0 if check_sam_build(sys.argv[2], sys.argv[3]) else 1)
     sys.exit(0 if check(sys.argv[1] if len(sys.argv) > 1 else "x86_64") else 1)

@@ -18,7 +18,7 @@ case "$arch" in
 esac
 # A foreign architecture needs its standard library: rust-for-target.sh finds or installs one.
 rustc_for_target=$(bash scripts/rust-for-target.sh "$triple")
-if [ "$rustc_for_target" != "$(command -v rustc)" ]; then export RUSTC="$rustc_for_target"; fi
+if [ -n "$rustc_for_target" ]; then export RUSTC="$rustc_for_target"; fi
 bash scripts/venv.sh # installs cargo-lambda (tests/requirements.txt)
 export PATH="$root/.venv/bin:$PATH"
 

@@ -30,13 +30,14 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# check_package.py runs each binary; the foreign architecture's run under qemu-user, with that
-# architecture's glibc from Debian (multiarch: qemu-user 7.2 hangs in pthread_create when pointed
-# at the cross-compilers' copy with -L).
+# Binaries of the other architecture run under qemu-user, with that architecture's glibc from
+# Debian (multiarch: qemu-user 7.2 hangs in pthread_create when pointed at the cross compilers'
+# copy with -L). check_package.py starts each packaged binary; the tests below run again on them.
 case "$(uname -m)" in
-  x86_64) bash scripts/apt.sh qemu-user-static libc6:arm64 ;;
-  aarch64) bash scripts/apt.sh qemu-user-static libc6:amd64 ;;
+  x86_64) foreign=arm64 qemu=qemu-aarch64-static glibc=libc6:arm64 ;;
+  aarch64) foreign=x86_64 qemu=qemu-x86_64-static glibc=libc6:amd64 ;;
 esac
+bash scripts/apt.sh qemu-user-static "$glibc"
 for arch in x86_64 arm64; do
   echo "==> Lambda packages ($arch): build, then check layout and ELF architecture"
   bash scripts/package.sh "$arch"
@@ -46,24 +47,11 @@ echo "==> sam build (the README's deploy build: the template's default architect
 sam_dir="${CARGO_TARGET_DIR:-target}/sam"
 arm64_rustc=$(bash scripts/rust-for-target.sh aarch64-unknown-linux-gnu)
 sam_env=()
-if [ "$arm64_rustc" != "$(command -v rustc)" ]; then sam_env=(RUSTC="$arm64_rustc"); fi
+if [ -n "$arm64_rustc" ]; then sam_env=(RUSTC="$arm64_rustc"); fi
 env "${sam_env[@]}" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 \
   sam build --build-dir "$sam_dir" >"${TMPDIR:-/tmp}/vertex-broker-sam.log" 2>&1 ||
   { cat "${TMPDIR:-/tmp}/vertex-broker-sam.log"; exit 1; }
-for artifact in RotationFunction/bootstrap VertexProxyFunction/bootstrap \
-  BrokerLayer/extensions/vertex-broker-extension BrokerLayer/vertex-broker-wrapper; do
-  test -x "$sam_dir/$artifact" || { echo "sam build did not produce $artifact" >&2; exit 1; }
-done
-python3 - "$sam_dir" <<'PY'
-import sys
-# The default build is arm64: each binary sam built must be an aarch64 ELF (machine 0xb7).
-for artifact in ("RotationFunction/bootstrap", "VertexProxyFunction/bootstrap", "BrokerLayer/extensions/vertex-broker-extension"):
-    with open(f"{sys.argv[1]}/{artifact}", "rb") as f:
-        machine = int.from_bytes(f.read(20)[18:20], "little")
-    if machine != 0xB7:
-        sys.exit(f"sam build: {artifact} is ELF machine {machine:#x}, expected aarch64 (0xb7)")
-PY
-echo "sam build: 4 artifacts in $sam_dir, binaries aarch64"
+python3 scripts/check_package.py --sam-build arm64 "$sam_dir"
 
 echo "==> cargo test"
 log="${TMPDIR:-/tmp}/vertex-broker-test.log"
@@ -73,10 +61,6 @@ status=${PIPESTATUS[0]}
 # The Lambda binary tests again, on the packaged binaries of the other architecture under
 # qemu-user: the arm64 extension registers, serves, handles INVOKE and SHUTDOWN, and the arm64
 # bootstrap completes a rotation, like the ones cargo built.
-case "$(uname -m)" in
-  x86_64) foreign=arm64 qemu=qemu-aarch64-static ;;
-  aarch64) foreign=x86_64 qemu=qemu-x86_64-static ;;
-esac
 echo "==> tests/extension.rs and rotation/tests/bootstrap.rs on the packaged $foreign binaries, under $qemu"
 unpacked=$(cd "${CARGO_TARGET_DIR:-target}/package/$foreign" && pwd)/unpacked
 python3 - "$(dirname "$unpacked")" "$unpacked" <<'PY'

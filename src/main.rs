@@ -425,16 +425,12 @@ fn print_status(s: &SecretStatus) {
 async fn init(config: &Config, args: InitArgs, out: Output) -> Result<(), Failure> {
     let store = Arc::new(SecretsManagerStore::from_env().await);
     let key = match (&args.source.key_file, &args.source.service_account) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
-            ServiceAccountKey::parse(&text).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?
-        }
+        (Some(path), _) => ServiceAccountKey::parse(&read_file(path)?)
+            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?,
         (None, Some(account)) => {
             let admin_text =
                 match (&args.admin_key_file, &config.admin_secret_id) {
-                    (Some(path), _) => std::fs::read_to_string(path)
-                        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?,
+                    (Some(path), _) => read_file(path)?,
                     (None, Some(id)) => store.get(id, None, Some(AWSCURRENT)).await?.value.to_string(),
                     (None, None) => return Err(Failure::usage(
                         "--service-account needs an admin key: --admin-key-file FILE or VERTEX_BROKER_ADMIN_SECRET_ID",
@@ -473,6 +469,11 @@ async fn init(config: &Config, args: InitArgs, out: Output) -> Result<(), Failur
     Ok(())
 }
 
+/// A file the operator named, or a usage error naming it.
+fn read_file(path: &std::path::Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))
+}
+
 async fn revoke(config: &Config, args: RevokeArgs, out: Output) -> Result<(), Failure> {
     let store = Arc::new(SecretsManagerStore::from_env().await);
     let rotation = Rotation::new(store, RotationSettings::from(config));
@@ -490,22 +491,12 @@ async fn revoke(config: &Config, args: RevokeArgs, out: Output) -> Result<(), Fa
         return Ok(());
     }
     if !args.yes {
+        let what =
+            format!("{} {} key(s) of {} ({})", plan.action, plan.key_ids.len(), plan.account, plan.key_ids.join(", "));
         if !std::io::stdin().is_terminal() {
-            return Err(Failure::usage(format!(
-                "would {} {} key(s) of {} ({}); not on a terminal, so pass --yes to confirm",
-                plan.action,
-                plan.key_ids.len(),
-                plan.account,
-                plan.key_ids.join(", ")
-            )));
+            return Err(Failure::usage(format!("would {what}; not on a terminal, so pass --yes to confirm")));
         }
-        eprint!(
-            "{} {} key(s) of {} ({})? [y/N] ",
-            plan.action,
-            plan.key_ids.len(),
-            plan.account,
-            plan.key_ids.join(", ")
-        );
+        eprint!("{what}? [y/N] ");
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {

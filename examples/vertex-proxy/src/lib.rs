@@ -74,13 +74,16 @@ impl Proxy {
         }
     }
 
-    /// From `VERTEX_ENDPOINT_URL` and `VERTEX_BROKER_PORT` (default 2775).
+    /// From `VERTEX_ENDPOINT_URL` and `VERTEX_BROKER_PORT` (default: the broker's, 2775).
     pub fn from_env() -> Result<Self, String> {
         let url = std::env::var("VERTEX_ENDPOINT_URL")
             .ok()
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
             .ok_or("VERTEX_ENDPOINT_URL must be the full Vertex AI URL (…:predict or …:generateContent)")?;
-        let port = std::env::var("VERTEX_BROKER_PORT").ok().and_then(|p| p.parse::<u16>().ok()).unwrap_or(2775);
+        let port = std::env::var("VERTEX_BROKER_PORT")
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(vertex_broker::config::DEFAULT_PORT);
         Ok(Self::new(&format!("127.0.0.1:{port}"), &url))
     }
 
