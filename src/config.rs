@@ -41,6 +41,50 @@ pub struct Config {
     pub http_timeout: Duration,
     /// `VERTEX_BROKER_LOG`: tracing filter.
     pub log: String,
+    /// The broker's bounds against its neighbours.
+    pub limits: Limits,
+}
+
+/// What a neighbour on 127.0.0.1 can make the broker hold or spend. Over a limit the broker
+/// answers 429 with `Retry-After` and the limit's variable; it never grows. Defaults fit a
+/// 128 MB function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `VERTEX_BROKER_MAX_CONNECTIONS`: open connections; at the cap the least recently active
+    /// idle one is closed to make room, and when every one is busy a newcomer gets 429.
+    pub max_connections: usize,
+    /// `VERTEX_BROKER_HEADER_TIMEOUT`: how long a connection may take to send a whole request
+    /// head, counted from when it opens or its previous answer ends (so it also closes idle
+    /// keep-alive connections).
+    pub header_timeout: Duration,
+    /// `VERTEX_BROKER_DRAIN_TIMEOUT`: how long requests in flight may finish on SIGTERM or
+    /// SHUTDOWN (in Lambda, further bounded by the SHUTDOWN deadline).
+    pub drain_timeout: Duration,
+    /// `VERTEX_BROKER_MAX_SLOTS`: cached scope sets per account, and audiences per account;
+    /// the least recently used is evicted beyond it.
+    pub max_slots: usize,
+    /// `VERTEX_BROKER_MAX_MINTS`: token mints in flight to Google at once.
+    pub max_mints: usize,
+    /// `VERTEX_BROKER_MINT_RATE`: mints per second for tokens not yet held (new scope sets and
+    /// audiences); renewing a held token is bounded by the slot cap instead.
+    pub mint_rate: u32,
+    /// `VERTEX_BROKER_INVOKE_BUDGET`: how long the extension lets due refreshes run on an INVOKE
+    /// before it asks Lambda for the next event; the rest go on in the background.
+    pub invoke_budget: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(5),
+            max_slots: 64,
+            max_mints: 4,
+            mint_rate: 5,
+            invoke_budget: Duration::from_millis(100),
+        }
+    }
 }
 
 /// A variable that is set to something unusable.
@@ -103,10 +147,35 @@ impl Config {
                 expected: "a port number from 1 to 65535 (the broker always binds 127.0.0.1)".into(),
             })?,
         };
-        let scopes = get("VERTEX_BROKER_SCOPES")
-            .map(|v| split_scopes(&v))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| vec![DEFAULT_SCOPE.to_string()]);
+        let scopes = match get("VERTEX_BROKER_SCOPES") {
+            None => vec![DEFAULT_SCOPE.to_string()],
+            Some(v) => match crate::broker::scopes::normalize_scopes(&v) {
+                Ok(scopes) => scopes.into_iter().map(str::to_string).collect(),
+                Err(e) => {
+                    return Err(ConfigError { variable: "VERTEX_BROKER_SCOPES", value: v, expected: e.to_string() })
+                }
+            },
+        };
+        let count = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<usize>().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or(ConfigError {
+                    variable: name,
+                    value: v,
+                    expected: "a whole number from 1 to 1000000".into(),
+                }),
+            }
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_connections: count("VERTEX_BROKER_MAX_CONNECTIONS", defaults.max_connections)?,
+            header_timeout: duration("VERTEX_BROKER_HEADER_TIMEOUT", defaults.header_timeout)?,
+            drain_timeout: duration("VERTEX_BROKER_DRAIN_TIMEOUT", defaults.drain_timeout)?,
+            max_slots: count("VERTEX_BROKER_MAX_SLOTS", defaults.max_slots)?,
+            max_mints: count("VERTEX_BROKER_MAX_MINTS", defaults.max_mints)?,
+            mint_rate: count("VERTEX_BROKER_MINT_RATE", defaults.mint_rate as usize)? as u32,
+            invoke_budget: duration("VERTEX_BROKER_INVOKE_BUDGET", defaults.invoke_budget)?,
+        };
         let iam_endpoint = get("VERTEX_BROKER_IAM_ENDPOINT").unwrap_or_else(|| DEFAULT_IAM_ENDPOINT.to_string());
         if !matches!(reqwest::Url::parse(&iam_endpoint), Ok(u) if matches!(u.scheme(), "http" | "https")) {
             return Err(ConfigError {
@@ -137,6 +206,7 @@ impl Config {
             revoke,
             http_timeout: duration("VERTEX_BROKER_HTTP_TIMEOUT", Duration::from_secs(10))?,
             log: get("VERTEX_BROKER_LOG").unwrap_or_else(|| "info".to_string()),
+            limits,
         })
     }
 }
@@ -166,13 +236,16 @@ mod tests {
         assert_eq!(c.iam_endpoint, DEFAULT_IAM_ENDPOINT);
         assert_eq!(c.revoke, RevokeMode::Delete);
         assert!(c.secret_ids.is_empty() && c.admin_secret_id.is_none());
+        assert_eq!(c.limits, Limits::default());
     }
 
     #[test]
     fn parses_lists_and_durations() {
         let c = config(&[
             ("VERTEX_BROKER_SECRET_ID", " a, arn:aws:secretsmanager:x:1:secret:b ,"),
-            ("VERTEX_BROKER_SCOPES", "s1,s2 s3"),
+            ("VERTEX_BROKER_SCOPES", "https://x/s2,https://x/s1 openid"),
+            ("VERTEX_BROKER_MAX_SLOTS", "8"),
+            ("VERTEX_BROKER_INVOKE_BUDGET", "250ms"),
             ("VERTEX_BROKER_SECRET_TTL", "90s"),
             ("VERTEX_BROKER_PROPAGATION_TIMEOUT", "5m"),
             ("VERTEX_BROKER_REVOKE", "disable"),
@@ -180,7 +253,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.secret_ids, vec!["a", "arn:aws:secretsmanager:x:1:secret:b"]);
-        assert_eq!(c.scopes, vec!["s1", "s2", "s3"]);
+        assert_eq!(c.scopes, vec!["https://x/s1", "https://x/s2", "openid"]);
+        assert_eq!(c.limits.max_slots, 8);
+        assert_eq!(c.limits.invoke_budget, Duration::from_millis(250));
         assert_eq!(c.secret_ttl, Duration::from_secs(90));
         assert_eq!(c.propagation_timeout, Duration::from_secs(300));
         assert_eq!(c.revoke, RevokeMode::Disable);
@@ -196,6 +271,12 @@ mod tests {
             ("VERTEX_BROKER_PROPAGATION_TIMEOUT", "0s"),
             ("VERTEX_BROKER_REVOKE", "shred"),
             ("VERTEX_BROKER_IAM_ENDPOINT", "iam.googleapis.com"),
+            ("VERTEX_BROKER_SCOPES", "cloud-platform"),
+            ("VERTEX_BROKER_SCOPES", "https://x/a\rb"),
+            ("VERTEX_BROKER_MAX_CONNECTIONS", "0"),
+            ("VERTEX_BROKER_MAX_SLOTS", "many"),
+            ("VERTEX_BROKER_MINT_RATE", "-1"),
+            ("VERTEX_BROKER_HEADER_TIMEOUT", "0s"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

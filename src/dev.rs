@@ -49,12 +49,14 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
         secret_ttl: ttl,
         http_timeout: Duration::from_secs(5),
         cache: CachePolicy::default(),
+        limits: crate::config::Limits::default(),
     };
     let broker = Arc::new(Broker::new(&settings, store.clone()).expect("one secret id is configured"));
     broker.warm_up().await;
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server::serve(broker, listener, async {
         let _ = server_stopped.await;
+        Duration::from_secs(1)
     }));
 
     let g = google.url();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vertex_broker::broker::signals::{Signal, Signals};
 use vertex_broker::broker::{server, Broker, BrokerSettings};
 use vertex_broker::config::Config;
 use vertex_broker::google::iam::IamError;
@@ -521,7 +522,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     if config.secret_ids.is_empty() {
         return Err(Failure::usage(vertex_broker::broker::BrokerError::NoSecret.to_string()));
     }
-    let stop = shutdown_signal();
+    let signals = Signals::install().map_err(|e| Failure::failed(format!("cannot install signal handlers: {e}")))?;
     // Listen first: clients can connect while the AWS configuration loads.
     let listener = server::bind(config.port).await.map_err(|e| {
         Failure::failed(format!("cannot listen on 127.0.0.1:{}: {e}; pick another with --port", config.port))
@@ -536,21 +537,14 @@ async fn serve(config: Config) -> Result<(), Failure> {
         let broker = broker.clone();
         async move { broker.warm_up().await }
     });
-    server::serve(broker, listener, stop).await;
+    server::serve(broker.clone(), listener, broker.until_stopped(signals)).await;
     tracing::info!("vertex-broker stopped");
     Ok(())
 }
 
-/// Installs the SIGTERM and SIGINT handlers now (before the port opens, so a signal that
-/// arrives early still stops cleanly) and resolves when either arrives.
+/// Installs the signal handlers now (before the port opens, so a signal that arrives early
+/// still stops cleanly) and resolves at SIGTERM or SIGINT; SIGHUP changes nothing here.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
+    let mut signals = Signals::install().expect("signal handlers install");
+    async move { while signals.next().await != Signal::Stop {} }
 }

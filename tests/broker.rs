@@ -128,7 +128,7 @@ async fn guards_refuse_what_a_metadata_server_must_refuse() {
             "X-Forwarded-For",
             http.get(b.url(TOKEN)).header("Metadata-Flavor", "Google").header("X-Forwarded-For", "10.0.0.1"),
             403,
-            "X-Forwarded-For",
+            "x-forwarded-for",
         ),
         ("POST", http.post(b.url(TOKEN)).header("Metadata-Flavor", "Google"), 405, "GET"),
         ("PUT", http.put(b.url(TOKEN)).header("Metadata-Flavor", "Google"), 405, "GET"),
@@ -291,7 +291,7 @@ async fn keeps_serving_through_rotations_and_mints_from_the_new_key_after_the_tt
     }
     assert_eq!(f.emu.token_key_id(&latest).as_deref(), Some(new_key.as_str()), "minted from the new key");
     let status: serde_json::Value = b.get("/vertex-broker/v1/status").await.json().await.unwrap();
-    assert_eq!(status["accounts"][0]["key_id"], new_key.as_str());
+    assert_eq!(status["accounts"][0]["secret_version"], f.version_with("AWSCURRENT").await.unwrap().as_str());
 }
 
 #[tokio::test]
@@ -307,12 +307,36 @@ async fn status_reports_what_is_in_use_and_no_response_holds_key_material() {
     let a = &v["accounts"][0];
     assert_eq!(a["alias"], "default");
     assert_eq!(a["email"], f.account.as_str());
-    assert_eq!(a["key_id"], key.private_key_id());
     assert_eq!(a["secret_version"], f.version_with("AWSCURRENT").await.unwrap().as_str());
-    assert!(a["access_tokens"][0]["token"]["expires_in"].as_i64().unwrap() > 3000);
+    assert_eq!(a["access_tokens"]["slots"], 1);
+    assert!(a["access_tokens"]["recent"][0]["token"]["expires_in"].as_i64().unwrap() > 3000);
     assert_eq!(a["counters"]["mints"], 1);
     assert!(!text.contains(&token), "the status shows no token");
     assert!(!text.contains("PRIVATE KEY"));
+    assert!(!text.contains(key.private_key_id()), "the status names no key id");
+    assert!(!text.contains(key.token_uri()), "nor the token endpoint");
+
+    // Other clients' audiences appear cut to their origin, and only the most recent few.
+    // (More than VERTEX_BROKER_MINT_RATE new audiences a second: the client waits as told.)
+    for i in 0..12 {
+        let path = format!(
+            "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://svc.example/private-{i}"
+        );
+        let mut r = b.get(&path).await;
+        while r.status() == 429 {
+            let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            r = b.get(&path).await;
+        }
+        assert_eq!(r.status(), 200);
+    }
+    let text = b.get("/vertex-broker/v1/status").await.text().await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids = &v["accounts"][0]["id_tokens"];
+    assert_eq!(ids["slots"], 12);
+    assert_eq!(ids["recent"].as_array().unwrap().len(), vertex_broker::broker::status::LISTED_SLOTS);
+    assert_eq!(ids["recent"][0]["key"], "https://svc.example…");
+    assert!(!text.contains("private-"), "{text}");
 
     // No path answers with key material.
     for path in [

@@ -2,12 +2,14 @@
 //! when the version moves), and its access-token and ID-token caches.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::token_cache::{CachePolicy, Lookup, TokenCache, Unavailable};
+use super::mint_limit::MintLimiter;
+use super::token_cache::{epoch, Admission, CachePolicy, Lookup, NoToken, Slot, TokenCache, Unavailable};
 use crate::google::token::{Token, TokenClient, TokenError};
 use crate::key::ServiceAccountKey;
 use crate::store::{SecretStore, AWSCURRENT};
@@ -33,6 +35,8 @@ pub struct Counters {
     pub mints: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub key_reloads: AtomicU64,
+    /// Requests refused by a mint limit (429).
+    pub limited: AtomicU64,
 }
 
 pub struct Account {
@@ -49,7 +53,20 @@ pub struct Account {
     key_error: Mutex<Option<String>>,
     access: TokenCache<String>,
     id: TokenCache<String>,
+    limiter: Arc<MintLimiter>,
     pub counters: Counters,
+}
+
+/// How an account's caches are bounded.
+#[derive(Clone)]
+pub struct AccountLimits {
+    pub policy: CachePolicy,
+    /// Slots per cache (scope sets; audiences).
+    pub max_slots: usize,
+    /// The default scope set's key: its slot is never evicted.
+    pub default_scope_key: String,
+    /// Shared by every account.
+    pub limiter: Arc<MintLimiter>,
 }
 
 impl Account {
@@ -58,8 +75,9 @@ impl Account {
         store: Arc<dyn SecretStore>,
         tokens: TokenClient,
         secret_ttl: Duration,
-        policy: CachePolicy,
+        limits: AccountLimits,
     ) -> Self {
+        let AccountLimits { policy, max_slots, default_scope_key, limiter } = limits;
         Self {
             secret_id,
             store,
@@ -69,8 +87,9 @@ impl Account {
             key_check: tokio::sync::Mutex::new(()),
             last_check_us: AtomicU64::new(0),
             key_error: Mutex::new(None),
-            access: TokenCache::new(policy),
-            id: TokenCache::new(policy),
+            access: TokenCache::new(policy, max_slots, Some(default_scope_key)),
+            id: TokenCache::new(policy, max_slots, None),
+            limiter,
             counters: Counters::default(),
         }
     }
@@ -176,13 +195,13 @@ impl Account {
     }
 
     /// An access token for a scope set given as its cache key: the normalized scopes (sorted,
-    /// deduplicated) joined by single spaces, as [`super::scope_key`] builds it.
-    pub async fn access_token(self: &Arc<Self>, scope_key: &str) -> Result<Token, Unavailable> {
+    /// deduplicated) joined by single spaces, as [`super::scopes::scope_key`] builds it.
+    pub async fn access_token(self: &Arc<Self>, scope_key: &str) -> Result<Token, NoToken> {
         self.cached(Kind::Access, scope_key).await
     }
 
     /// A Google-signed ID token for `audience`.
-    pub async fn id_token(self: &Arc<Self>, audience: &str) -> Result<Token, Unavailable> {
+    pub async fn id_token(self: &Arc<Self>, audience: &str) -> Result<Token, NoToken> {
         self.cached(Kind::Id, audience).await
     }
 
@@ -193,27 +212,37 @@ impl Account {
         }
     }
 
-    /// The cache hit path, with a background refresh when one is due; a miss mints in line.
-    async fn cached(self: &Arc<Self>, kind: Kind, key: &str) -> Result<Token, Unavailable> {
+    /// The cache hit path, with a background refresh when one is due; a miss mints in line,
+    /// within the mint limits.
+    async fn cached(self: &Arc<Self>, kind: Kind, key: &str) -> Result<Token, NoToken> {
         let cache = self.cache(kind);
-        let slot = cache.slot(key);
-        if let Lookup::Hit { token, refresh } = cache.lookup(&slot) {
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            if refresh {
-                let (me, key) = (self.clone(), key.to_string());
-                tokio::spawn(async move { me.refresh(kind, &key).await });
+        let (slot, admission) = match cache.lookup(key) {
+            Some((slot, Lookup::Hit { token, refresh })) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                if refresh {
+                    let (me, key) = (self.clone(), key.to_string());
+                    tokio::spawn(async move { me.refresh(kind, &key, &slot, Admission::Refuse).await });
+                }
+                self.recheck_if_due();
+                return Ok(token);
             }
-            self.recheck_if_due();
-            return Ok(token);
-        }
-        cache.fill(&slot, false, || self.mint_kind(kind, key)).await
+            Some((slot, Lookup::Miss)) => (slot, Admission::Refuse),
+            None => cache.insert(key, &self.limiter).map_err(|e| self.limited(e))?,
+        };
+        cache.fill(&slot, false, admission, &self.limiter, || self.mint_kind(kind, key)).await.map_err(|e| match e {
+            NoToken::Limited(l) => self.limited(l),
+            other => other,
+        })
+    }
+
+    fn limited(&self, limited: super::mint_limit::Limited) -> NoToken {
+        self.counters.limited.fetch_add(1, Ordering::Relaxed);
+        NoToken::Limited(limited)
     }
 
     /// Mints a replacement for `key`'s token (single-flight with any other mint of it).
-    async fn refresh(self: &Arc<Self>, kind: Kind, key: &str) {
-        let cache = self.cache(kind);
-        let slot = cache.slot(key);
-        let _ = cache.fill(&slot, true, || self.mint_kind(kind, key)).await;
+    async fn refresh(self: &Arc<Self>, kind: Kind, key: &str, slot: &Slot, admission: Admission) {
+        let _ = self.cache(kind).fill(slot, true, admission, &self.limiter, || self.mint_kind(kind, key)).await;
     }
 
     async fn mint_kind(self: &Arc<Self>, kind: Kind, key: &str) -> Result<Token, String> {
@@ -234,7 +263,8 @@ impl Account {
     }
 
     /// Mints with the current key; after `invalid_grant` (the key was rotated away) re-reads the
-    /// secret at once and tries the new key.
+    /// secret at once and tries the new key. The error is what a client may be told: what failed
+    /// and what to do, never a key id or an endpoint (the log line has those).
     async fn mint<F, Fut>(self: &Arc<Self>, mint: F) -> Result<Token, String>
     where
         F: Fn(ServiceAccountKey) -> Fut,
@@ -260,35 +290,61 @@ impl Account {
             Err(e) => {
                 self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(secret = %self.secret_id, error = %e, "minting a token failed");
-                Err(format!("Google refused or did not answer: {e}"))
+                Err(explain(&e))
             }
         }
     }
 
-    /// Work for an INVOKE event: re-check the secret when due and refresh tokens that are due,
-    /// since a frozen Lambda runs no timers.
-    pub async fn tick(self: &Arc<Self>) {
-        if self.current().is_none() || self.check_due() {
-            let _ = self.reload(false).await;
+    /// Starts this account's work for an INVOKE event (a frozen Lambda runs no timers): the
+    /// secret re-check when SECRET_TTL has passed, then renewals of the tokens that are due, in
+    /// parallel within the mint cap. `None` when nothing is due: the INVOKE costs nothing.
+    pub fn start_due_work(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let recheck = self.current().is_none() || self.check_due();
+        if !recheck && self.access.due().is_empty() && self.id.due().is_empty() {
+            return None;
         }
-        for kind in [Kind::Access, Kind::Id] {
-            for key in self.cache(kind).due() {
-                self.refresh(kind, &key).await;
+        let me = self.clone();
+        Some(tokio::spawn(async move {
+            if recheck {
+                let _ = me.reload(false).await; // a new key marks every token stale: due now
             }
-        }
+            let mut renewals = tokio::task::JoinSet::new();
+            for kind in [Kind::Access, Kind::Id] {
+                for (key, slot) in me.cache(kind).due() {
+                    let me = me.clone();
+                    renewals.spawn(async move { me.refresh(kind, &key, &slot, Admission::Wait).await });
+                }
+            }
+            renewals.join_all().await;
+        }))
     }
 
-    pub fn access_snapshot(&self) -> Vec<(String, Option<chrono::DateTime<chrono::Utc>>, Option<String>)> {
-        self.access.snapshot()
+    /// Slot counts, evictions and the most recently used slots of one cache, for the status.
+    pub fn access_cache(&self) -> &TokenCache<String> {
+        &self.access
     }
 
-    pub fn id_snapshot(&self) -> Vec<(String, Option<chrono::DateTime<chrono::Utc>>, Option<String>)> {
-        self.id.snapshot()
+    pub fn id_cache(&self) -> &TokenCache<String> {
+        &self.id
     }
 }
 
-/// A fixed instant all accounts measure check times from.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+/// A token endpoint failure as a client may read it: what failed and what to do.
+fn explain(e: &TokenError) -> String {
+    match e {
+        TokenError::Refused { error, description, .. } if e.is_invalid_grant() => format!(
+            "Google refused the service account's key ({error}: {description}); the broker re-read the secret. If \
+             this persists, the AWSCURRENT key was revoked or disabled: run `vertex-broker status SECRET`, then \
+             `vertex-broker rotate SECRET`"
+        ),
+        TokenError::Refused { error, description, .. } => {
+            format!("Google's token endpoint refused the request ({error}: {description})")
+        }
+        TokenError::Unreachable { message, .. } => format!(
+            "Google's token endpoint did not answer ({message}); check the network path to it (VPC egress, NAT)"
+        ),
+        TokenError::BadResponse { message, .. } => {
+            format!("Google's token endpoint answered unexpectedly ({message})")
+        }
+    }
 }

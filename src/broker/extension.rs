@@ -3,6 +3,7 @@
 //! every INVOKE (a frozen Lambda runs no timers), and stop within the SHUTDOWN deadline.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
 use tokio::sync::watch;
@@ -12,6 +13,11 @@ use crate::config::Config;
 use crate::store::SecretsManagerStore;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Kept back from the SHUTDOWN deadline to exit in.
+const EXIT_MARGIN: Duration = Duration::from_millis(300);
+/// Longest drain at SHUTDOWN whatever the deadline says (Lambda gives extensions 2 s in all).
+const MAX_SHUTDOWN_DRAIN: Duration = Duration::from_millis(1500);
 
 /// Runs the extension until SHUTDOWN. Configuration errors go to `/extension/init/error`.
 pub async fn run() -> Result<(), BoxError> {
@@ -25,8 +31,10 @@ pub async fn run() -> Result<(), BoxError> {
     let port = config.as_ref().map(|c| c.port).unwrap_or(crate::config::DEFAULT_PORT);
     let listener = server::bind(port).await;
 
-    // SHUTDOWN flips this; both the listener and the event loop watch it.
-    let (stop, stopped) = watch::channel(false);
+    // SHUTDOWN sets how long to drain; both the listener and the event loop watch it.
+    let (stop, stopped) = watch::channel(None::<Duration>);
+    let limits = config.as_ref().map(|c| c.limits).unwrap_or_default();
+    let (drain_timeout, invoke_budget) = (limits.drain_timeout, limits.invoke_budget);
     let stop = Arc::new(stop);
     let on_event = {
         let stop = stop.clone();
@@ -37,12 +45,16 @@ pub async fn run() -> Result<(), BoxError> {
                 match event.next {
                     NextEvent::Invoke(_) => {
                         if let Some(b) = broker.get() {
-                            b.tick().await;
+                            b.on_invoke(invoke_budget).await;
                         }
                     }
                     NextEvent::Shutdown(e) => {
-                        tracing::info!(reason = %e.shutdown_reason, "shutting down");
-                        let _ = stop.send(true);
+                        // Lambda allows external extensions 2 s in all; keep a margin to exit.
+                        let left = Duration::from_millis(e.deadline_ms)
+                            .saturating_sub(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
+                        let drain = drain_timeout.min(left.saturating_sub(EXIT_MARGIN)).min(MAX_SHUTDOWN_DRAIN);
+                        tracing::info!(reason = %e.shutdown_reason, ?drain, "shutting down");
+                        let _ = stop.send(Some(drain));
                     }
                 }
                 Ok::<(), BoxError>(())
@@ -90,15 +102,19 @@ pub async fn run() -> Result<(), BoxError> {
         let broker = broker.clone();
         async move { broker.warm_up().await }
     });
-    let until_shutdown = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
+    let until_shutdown = |mut rx: watch::Receiver<Option<Duration>>| async move {
+        match rx.wait_for(Option::is_some).await {
+            Ok(drain) => drain.unwrap_or_default(),
+            Err(_) => Duration::ZERO,
+        }
     };
     let serving = tokio::spawn(server::serve(broker.clone(), listener, until_shutdown(stopped.clone())));
     tokio::select! {
         r = registered.run() => r?,
         _ = until_shutdown(stopped) => {}
     }
-    serving.abort();
+    // The listener drains requests in flight (bounded by the SHUTDOWN deadline), then returns.
+    let _ = serving.await;
     Ok(())
 }
 

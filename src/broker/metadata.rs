@@ -1,20 +1,20 @@
 //! The GCE metadata-server protocol as Google's client libraries use it, plus the operator
 //! status endpoint. Pure request -> reply logic; `server` moves the bytes.
 //!
-//! Guards, before anything else: any `X-Forwarded-For` -> 403 (a proxy is relaying someone
-//! else's request), a method other than GET -> 405, no `Metadata-Flavor: Google` -> 403 (the
-//! SSRF guard Google's own server applies), an over-long URI -> 414.
-
-use std::sync::atomic::Ordering;
+//! Every request first passes [`guard::check`] (who may ask); [`Route::parse`] then turns the
+//! path and query into a route with validated scopes or audience (pure, no I/O: the fuzz target
+//! drives it), and [`answer`] serves it.
 
 use chrono::Utc;
+use hyper::header::HeaderMap;
+use hyper::{Method, Uri};
 use serde_json::json;
 
-use super::token_cache::Unavailable;
+use super::guard;
+use super::scopes::{check_audience, scope_key, InputError};
+use super::token_cache::{NoToken, Unavailable};
 use super::Broker;
 
-/// Longest request target accepted (path and query).
-pub const MAX_URI: usize = 4096;
 const V1: &str = "/computeMetadata/v1";
 
 /// What to answer.
@@ -36,10 +36,14 @@ impl Reply {
     fn json(body: String) -> Self {
         Self { status: 200, content_type: JSON, body, retry_after: None }
     }
-    fn error(status: u16, body: impl Into<String>) -> Self {
+    /// An error answer: one line, newline-terminated.
+    pub fn error(status: u16, body: impl Into<String>) -> Self {
         let mut body = body.into();
         body.push('\n');
         Self { status, content_type: TEXT, body, retry_after: None }
+    }
+    fn bad_input(e: InputError) -> Self {
+        Self::error(400, format!("vertex-broker: {e}"))
     }
     fn unavailable(what: &str, e: Unavailable) -> Self {
         let mut r = Self::error(
@@ -49,35 +53,110 @@ impl Reply {
         r.retry_after = Some(e.retry_after);
         r
     }
-}
-
-/// The request facts the guards and routes need.
-pub struct Request<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub metadata_flavor: Option<&'a [u8]>,
-    pub forwarded: bool,
+    fn no_token(what: &str, e: NoToken) -> Self {
+        match e {
+            NoToken::Unavailable(e) => Self::unavailable(what, e),
+            NoToken::Limited(limit) => {
+                let mut r = Self::error(
+                    429,
+                    format!(
+                        "vertex-broker: {what} not minted: {limit}; retry in {} s, or reuse the tokens already \
+                         held",
+                        limit.retry_after()
+                    ),
+                );
+                r.retry_after = Some(limit.retry_after());
+                r
+            }
+        }
+    }
 }
 
 /// Applies the guards, then routes.
-pub async fn handle(broker: &Broker, req: Request<'_>) -> Reply {
-    if req.forwarded {
-        return Reply::error(403, "vertex-broker: requests relayed through a proxy (X-Forwarded-For) are refused");
+pub async fn handle(broker: &Broker, method: &Method, uri: &Uri, headers: &HeaderMap) -> Reply {
+    if let Err(refusal) = guard::check(method, uri, headers) {
+        return Reply::error(refusal.status, refusal.reason);
     }
-    if req.method != "GET" {
-        return Reply::error(405, format!("vertex-broker: method {} not allowed; use GET", req.method));
+    match Route::parse(uri.path(), uri.query()) {
+        Ok(route) => answer(broker, route).await,
+        Err(reply) => reply,
     }
-    if req.metadata_flavor != Some(b"Google") {
-        return Reply::error(403, "vertex-broker: missing request header 'Metadata-Flavor: Google'");
-    }
-    if req.path.len() + req.query.map_or(0, str::len) > MAX_URI {
-        return Reply::error(414, format!("vertex-broker: request target longer than {MAX_URI} bytes"));
-    }
-    let params = Params::parse(req.query.unwrap_or(""));
-    route(broker, req.path, &params).await
 }
 
+/// A request the broker answers, its inputs validated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// A fixed directory listing.
+    Listing(&'static str),
+    ProjectId,
+    UniverseDomain,
+    ListAccounts,
+    Status,
+    /// `.../service-accounts/{name}/{leaf}`; `name` is `default` or an email.
+    Account {
+        name: &'a str,
+        leaf: Leaf,
+    },
+}
+
+/// What is asked of one account.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Leaf {
+    /// `?recursive=true`: aliases, email and scopes as JSON.
+    Recursive,
+    Listing,
+    Email,
+    Aliases,
+    Scopes,
+    /// An access token; `None` means the default scopes, else the scope set's cache key.
+    Token(Option<String>),
+    /// An ID token for a validated audience.
+    Identity(String),
+}
+
+impl<'a> Route<'a> {
+    /// The route for a request target; `Err` is the answer (404, or 400 for bad input).
+    pub fn parse(path: &'a str, query: Option<&str>) -> Result<Self, Reply> {
+        Ok(match path {
+            "/" => Route::Listing("computeMetadata/\n"),
+            "/computeMetadata/" => Route::Listing("v1/\n"),
+            "/computeMetadata/v1" | "/computeMetadata/v1/" => Route::Listing("instance/\nproject/\nuniverse/\n"),
+            "/computeMetadata/v1/instance" | "/computeMetadata/v1/instance/" => Route::Listing("service-accounts/\n"),
+            "/computeMetadata/v1/project" | "/computeMetadata/v1/project/" => Route::Listing("project-id\n"),
+            "/computeMetadata/v1/project/project-id" => Route::ProjectId,
+            "/computeMetadata/v1/universe/universe-domain" => Route::UniverseDomain,
+            "/computeMetadata/v1/instance/service-accounts" | "/computeMetadata/v1/instance/service-accounts/" => {
+                Route::ListAccounts
+            }
+            "/vertex-broker/v1/status" => Route::Status,
+            _ => match path.strip_prefix(V1).and_then(|p| p.strip_prefix("/instance/service-accounts/")) {
+                Some(rest) => {
+                    let (name, leaf) = rest.split_once('/').unwrap_or((rest, ""));
+                    let params = Params::parse(query.unwrap_or(""));
+                    let leaf = match leaf {
+                        "" if params.flag("recursive") => Leaf::Recursive,
+                        "" => Leaf::Listing,
+                        "email" => Leaf::Email,
+                        "aliases" => Leaf::Aliases,
+                        "scopes" => Leaf::Scopes,
+                        "token" => match params.get("scopes") {
+                            None => Leaf::Token(None),
+                            Some(raw) => Leaf::Token(Some(scope_key(raw).map_err(Reply::bad_input)?)),
+                        },
+                        "identity" => Leaf::Identity(
+                            check_audience(params.get("audience").unwrap_or("")).map_err(Reply::bad_input)?.to_string(),
+                        ),
+                        _ => return Err(not_found(path)),
+                    };
+                    Route::Account { name, leaf }
+                }
+                None => return Err(not_found(path)),
+            },
+        })
+    }
+}
+
+/// The query's parameters, URL-decoded (bytes that are not UTF-8 become U+FFFD).
 struct Params(Vec<(String, String)>);
 
 impl Params {
@@ -92,28 +171,20 @@ impl Params {
     }
 }
 
-async fn route(broker: &Broker, path: &str, params: &Params) -> Reply {
-    match path {
-        "/" => Reply::text("computeMetadata/\n"),
-        "/computeMetadata/" => Reply::text("v1/\n"),
-        "/computeMetadata/v1" | "/computeMetadata/v1/" => Reply::text("instance/\nproject/\nuniverse/\n"),
-        "/computeMetadata/v1/instance" | "/computeMetadata/v1/instance/" => Reply::text("service-accounts/\n"),
-        "/computeMetadata/v1/project" | "/computeMetadata/v1/project/" => Reply::text("project-id\n"),
-        "/computeMetadata/v1/project/project-id" => project_id(broker).await,
-        "/computeMetadata/v1/universe/universe-domain" => Reply::text("googleapis.com"),
-        "/computeMetadata/v1/instance/service-accounts" | "/computeMetadata/v1/instance/service-accounts/" => {
-            list_accounts(broker).await
-        }
-        "/vertex-broker/v1/status" => status(broker),
-        _ => match path.strip_prefix(V1).and_then(|p| p.strip_prefix("/instance/service-accounts/")) {
-            Some(rest) => account_route(broker, rest, params).await,
-            None => not_found(path),
-        },
+/// Serves a parsed route.
+pub async fn answer(broker: &Broker, route: Route<'_>) -> Reply {
+    match route {
+        Route::Listing(text) => Reply::text(text),
+        Route::ProjectId => project_id(broker).await,
+        Route::UniverseDomain => Reply::text("googleapis.com"),
+        Route::ListAccounts => list_accounts(broker).await,
+        Route::Status => Reply::json(super::status::report(broker)),
+        Route::Account { name, leaf } => account_route(broker, name, leaf).await,
     }
 }
 
 fn not_found(path: &str) -> Reply {
-    Reply::error(404, format!("vertex-broker: {path} is not a metadata path this server answers"))
+    Reply::error(404, format!("vertex-broker: {} is not a metadata path this server answers", guard::printable(path)))
 }
 
 async fn project_id(broker: &Broker) -> Reply {
@@ -138,10 +209,16 @@ async fn list_accounts(broker: &Broker) -> Reply {
     Reply::text(body)
 }
 
-async fn account_route(broker: &Broker, rest: &str, params: &Params) -> Reply {
-    let (name, leaf) = rest.split_once('/').unwrap_or((rest, ""));
+async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
     let Some(account) = broker.account(name).await else {
-        return Reply::error(404, format!("vertex-broker: no service account {name:?}; this broker serves `default` and the emails under service-accounts/"));
+        return Reply::error(
+            404,
+            format!(
+                "vertex-broker: no service account {}; this broker serves `default` and the emails under \
+                 service-accounts/",
+                guard::printable(name)
+            ),
+        );
     };
     let is_default = broker.accounts().first().is_some_and(|a| std::sync::Arc::ptr_eq(a, &account));
     let aliases: &[&str] = if is_default { &["default"] } else { &[] };
@@ -153,48 +230,27 @@ async fn account_route(broker: &Broker, rest: &str, params: &Params) -> Reply {
         }
     };
     match leaf {
-        "" if params.flag("recursive") => match email().await {
+        Leaf::Recursive => match email().await {
             Ok(email) => {
                 Reply::json(json!({"aliases": aliases, "email": email, "scopes": broker.default_scopes()}).to_string())
             }
             Err(reply) => reply,
         },
-        "" => Reply::text("aliases\nemail\nidentity\nscopes\ntoken\n"),
-        "email" => email().await.map(Reply::text).unwrap_or_else(|reply| reply),
-        "aliases" => Reply::text(aliases.join("\n")),
-        "scopes" => Reply::text(broker.default_scopes().join("\n") + "\n"),
-        "token" => {
-            let custom;
-            let key = match params.get("scopes") {
-                Some(raw) => match super::scope_key(raw) {
-                    Some(k) => {
-                        custom = k;
-                        custom.as_str()
-                    }
-                    None => {
-                        return Reply::error(
-                            400,
-                            "vertex-broker: scopes= is empty; give one or more scope URLs, comma separated",
-                        )
-                    }
-                },
-                None => broker.default_scope_key(),
-            };
+        Leaf::Listing => Reply::text("aliases\nemail\nidentity\nscopes\ntoken\n"),
+        Leaf::Email => email().await.map(Reply::text).unwrap_or_else(|reply| reply),
+        Leaf::Aliases => Reply::text(aliases.join("\n")),
+        Leaf::Scopes => Reply::text(broker.default_scopes().join("\n") + "\n"),
+        Leaf::Token(scopes) => {
+            let key = scopes.as_deref().unwrap_or(broker.default_scope_key());
             match account.access_token(key).await {
                 Ok(t) => Reply::json(token_json(t.secret.expose(), (t.expires_at - Utc::now()).num_seconds().max(1))),
-                Err(e) => Reply::unavailable("access token", e),
+                Err(e) => Reply::no_token("access token", e),
             }
         }
-        "identity" => match params.get("audience").filter(|a| !a.is_empty()) {
-            None => {
-                Reply::error(400, "vertex-broker: identity needs audience=, the URL of the service the token is for")
-            }
-            Some(audience) => match account.id_token(audience).await {
-                Ok(t) => Reply::text(t.secret.expose().to_string()),
-                Err(e) => Reply::unavailable("ID token", e),
-            },
+        Leaf::Identity(audience) => match account.id_token(&audience).await {
+            Ok(t) => Reply::text(t.secret.expose().to_string()),
+            Err(e) => Reply::no_token("ID token", e),
         },
-        _ => not_found(&format!("{V1}/instance/service-accounts/{rest}")),
     }
 }
 
@@ -212,44 +268,4 @@ fn token_json(token: &str, expires_in: i64) -> String {
     body.push_str(&expires_in.to_string());
     body.push_str(",\"token_type\":\"Bearer\"}");
     body
-}
-
-/// `/vertex-broker/v1/status`: what is in use and how it is going; never a token or key.
-fn status(broker: &Broker) -> Reply {
-    let now = Utc::now();
-    let accounts: Vec<_> = broker
-        .accounts()
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let current = a.current();
-            let expiry = |t: Option<chrono::DateTime<Utc>>| {
-                t.map(|t| json!({"expires_at": t.to_rfc3339(), "expires_in": (t - now).num_seconds()}))
-            };
-            json!({
-                "alias": if i == 0 { Some("default") } else { None },
-                "secret_id": a.secret_id,
-                "email": current.as_ref().map(|c| c.key.client_email()),
-                "key_id": current.as_ref().map(|c| c.key.private_key_id()),
-                "secret_version": current.as_ref().map(|c| c.version_id.as_str()),
-                "secret_error": a.key_error(),
-                "access_tokens": a.access_snapshot().into_iter().map(|(scopes, exp, err)| json!({
-                    "scopes": scopes.split(' ').collect::<Vec<_>>(), "token": expiry(exp), "last_error": err,
-                })).collect::<Vec<_>>(),
-                "id_tokens": a.id_snapshot().into_iter().map(|(aud, exp, err)| json!({
-                    "audience": aud, "token": expiry(exp), "last_error": err,
-                })).collect::<Vec<_>>(),
-                "counters": {
-                    "hits": a.counters.hits.load(Ordering::Relaxed),
-                    "mints": a.counters.mints.load(Ordering::Relaxed),
-                    "upstream_errors": a.counters.upstream_errors.load(Ordering::Relaxed),
-                    "key_reloads": a.counters.key_reloads.load(Ordering::Relaxed),
-                },
-            })
-        })
-        .collect();
-    Reply::json(
-        json!({"version": env!("CARGO_PKG_VERSION"), "uptime_s": broker.uptime().as_secs(), "accounts": accounts})
-            .to_string(),
-    )
 }

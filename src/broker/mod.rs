@@ -3,25 +3,38 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`token_cache`] | per-key token cache: refresh ahead, min life, single-flight, backoff |
-//! | [`account`] | one secret's account: the AWSCURRENT key, re-read on SECRET_TTL or `invalid_grant` |
-//! | [`metadata`] | the metadata protocol: guards, routes, exact content types, status endpoint |
-//! | [`server`] | the hyper listener on 127.0.0.1 |
+//! | [`token_cache`] | per-key token cache: refresh ahead, min life, single-flight, backoff, LRU cap |
+//! | [`mint_limit`] | Google quota a neighbour can spend: mints in flight, first mints per second |
+//! | [`account`] | one secret's account: the AWSCURRENT key, re-read on SECRET_TTL or `invalid_grant`; INVOKE work |
+//! | [`guard`] | who may ask: loopback `Host` only, no browser or proxy headers, GET with `Metadata-Flavor` |
+//! | [`scopes`] | what a request may name: scope sets and audiences validated and normalized |
+//! | [`metadata`] | the metadata protocol: routes, exact content types, 429 and 503 answers |
+//! | [`status`] | `/vertex-broker/v1/status`: counts and a few recent slots, nothing a neighbour could use |
+//! | [`connections`] | open connections: the cap, idle eviction, the drain on shutdown |
+//! | [`server`] | the hyper listener on 127.0.0.1: timeouts, accept back-off, 429 over the connection cap |
+//! | [`signals`] | SIGTERM/SIGINT drain and stop, SIGHUP re-reads the secrets |
 //! | [`extension`] | the Lambda Extensions API loop (register, INVOKE, SHUTDOWN) |
 
 pub mod account;
+pub mod connections;
 pub mod extension;
+pub mod guard;
 pub mod metadata;
+pub mod mint_limit;
+pub mod scopes;
 pub mod server;
+pub mod signals;
+pub mod status;
 pub mod token_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use account::Account;
+use account::{Account, AccountLimits};
+use mint_limit::MintLimiter;
 use token_cache::CachePolicy;
 
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::google::token::TokenClient;
 use crate::store::SecretStore;
 
@@ -33,6 +46,7 @@ pub struct BrokerSettings {
     pub secret_ttl: Duration,
     pub http_timeout: Duration,
     pub cache: CachePolicy,
+    pub limits: Limits,
 }
 
 impl From<&Config> for BrokerSettings {
@@ -43,6 +57,7 @@ impl From<&Config> for BrokerSettings {
             secret_ttl: c.secret_ttl,
             http_timeout: c.http_timeout,
             cache: CachePolicy::default(),
+            limits: c.limits,
         }
     }
 }
@@ -57,12 +72,22 @@ pub enum BrokerError {
     NoSecret,
 }
 
+/// What an INVOKE event's work came to within its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeWork {
+    Nothing,
+    Done,
+    /// Still running in the background after the budget.
+    Continuing,
+}
+
 /// Every account the broker serves, the first being `default`.
 pub struct Broker {
     accounts: Vec<Arc<Account>>,
     scopes: Vec<String>,
     /// Cache key of the default scopes, computed once.
     default_scope_key: String,
+    limits: Limits,
     started: std::time::Instant,
 }
 
@@ -71,17 +96,29 @@ impl Broker {
         if settings.secret_ids.is_empty() {
             return Err(BrokerError::NoSecret);
         }
-        // One token client for every account: TLS roots load once, connections are shared.
+        // Config validated the scopes; normalized here so the default set shares its slot with
+        // clients that name the same scopes.
+        let default_scope_key =
+            scopes::scope_key(&settings.scopes.join(",")).unwrap_or_else(|_| settings.scopes.join(" "));
+        let scopes = default_scope_key.split(' ').map(str::to_string).collect();
+        // One token client and one mint limiter for every account: TLS roots load once,
+        // connections are shared, and Google quota is bounded for the broker as a whole.
         let tokens = TokenClient::new(settings.http_timeout);
+        let account_limits = AccountLimits {
+            policy: settings.cache,
+            max_slots: settings.limits.max_slots,
+            default_scope_key: default_scope_key.clone(),
+            limiter: Arc::new(MintLimiter::new(settings.limits.max_mints, settings.limits.mint_rate)),
+        };
         let accounts = settings
             .secret_ids
             .iter()
             .map(|id| {
-                Arc::new(Account::new(id.clone(), store.clone(), tokens.clone(), settings.secret_ttl, settings.cache))
+                let (store, tokens, limits) = (store.clone(), tokens.clone(), account_limits.clone());
+                Arc::new(Account::new(id.clone(), store, tokens, settings.secret_ttl, limits))
             })
             .collect();
-        let scopes = normalize_scopes(&settings.scopes.join(",")).unwrap_or_else(|| settings.scopes.clone());
-        Ok(Self { accounts, default_scope_key: scopes.join(" "), scopes, started: std::time::Instant::now() })
+        Ok(Self { accounts, default_scope_key, scopes, limits: settings.limits, started: std::time::Instant::now() })
     }
 
     pub fn accounts(&self) -> &[Arc<Account>] {
@@ -93,9 +130,14 @@ impl Broker {
         &self.scopes
     }
 
-    /// Cache key of the default scopes (see [`scope_key`]).
+    /// Cache key of the default scopes (see [`scopes::scope_key`]).
     pub fn default_scope_key(&self) -> &str {
         &self.default_scope_key
+    }
+
+    /// The bounds it keeps against its neighbours.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub fn uptime(&self) -> Duration {
@@ -116,14 +158,52 @@ impl Broker {
         set.join_all().await;
     }
 
-    /// Per-INVOKE work: secret re-checks and refreshes that are due.
-    pub async fn tick(&self) {
+    /// An INVOKE event's work: starts the secret re-checks and token renewals that are due (they
+    /// overlap the function's own run) and waits for them at most `budget`; what is left goes on
+    /// in the background, and whatever it renews stays servable meanwhile. Returns at once when
+    /// nothing is due.
+    pub async fn on_invoke(&self, budget: Duration) -> InvokeWork {
+        let work: Vec<_> = self.accounts.iter().filter_map(|a| a.start_due_work()).collect();
+        if work.is_empty() {
+            return InvokeWork::Nothing;
+        }
+        let all = async {
+            for w in work {
+                let _ = w.await;
+            }
+        };
+        match tokio::time::timeout(budget, all).await {
+            Ok(()) => InvokeWork::Done,
+            Err(_) => InvokeWork::Continuing,
+        }
+    }
+
+    /// Re-reads every account's secret now (SIGHUP), whatever SECRET_TTL says.
+    pub async fn reload_all(&self) {
         let mut set = tokio::task::JoinSet::new();
         for a in &self.accounts {
             let a = a.clone();
-            set.spawn(async move { a.tick().await });
+            set.spawn(async move { a.reload(true).await.is_ok() });
         }
-        set.join_all().await;
+        let loaded = set.join_all().await.into_iter().filter(|ok| *ok).count();
+        tracing::info!(loaded, accounts = self.accounts.len(), "re-read the secrets (SIGHUP)");
+    }
+
+    /// Serves until a stop signal, re-reading the secrets on SIGHUP; resolves with how long to
+    /// drain (the limits' drain timeout), for [`server::serve`].
+    pub async fn until_stopped(self: std::sync::Arc<Self>, mut signals: signals::Signals) -> Duration {
+        loop {
+            match signals.next().await {
+                signals::Signal::Reload => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.reload_all().await });
+                }
+                signals::Signal::Stop => {
+                    tracing::info!(drain = ?self.limits.drain_timeout, "stopping");
+                    return self.limits.drain_timeout;
+                }
+            }
+        }
     }
 
     /// `default`, or an account by its email (loading keys first if needed).
@@ -139,19 +219,4 @@ impl Broker {
         }
         self.accounts.iter().find(|a| a.email().as_deref() == Some(name)).cloned()
     }
-}
-
-/// The cache key of a scope list as clients send it: normalized, joined by spaces.
-pub fn scope_key(raw: &str) -> Option<String> {
-    normalize_scopes(raw).map(|s| s.join(" "))
-}
-
-/// Scopes as clients send them (comma and/or space separated, possibly URL-encoded already
-/// decoded), sorted and deduplicated so that equal sets share a cache slot.
-pub fn normalize_scopes(raw: &str) -> Option<Vec<String>> {
-    let mut scopes: Vec<String> =
-        raw.split([',', ' ', '\t', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
-    scopes.sort();
-    scopes.dedup();
-    (!scopes.is_empty()).then_some(scopes)
 }

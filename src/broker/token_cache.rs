@@ -1,18 +1,21 @@
 //! `TokenCache`: short-lived tokens per key (a normalized scope set, or an audience), with the
 //! broker's rules: refresh ahead of expiry, never serve a token about to expire, one upstream
 //! mint per key at a time (single-flight), serve the still-valid token through upstream failures,
-//! and back off after failures instead of hammering Google.
+//! back off after failures instead of hammering Google, and hold at most `capacity` keys, evicting
+//! the least recently used (a key refused by a limit leaves no slot behind).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::Instant;
 
+use super::mint_limit::{Limited, MintKind, MintLimiter, MintPermit};
 use crate::google::token::Token;
 
 /// When to refresh and what may be served.
@@ -51,9 +54,13 @@ struct SlotState {
     token: Option<Token>,
     failure: Option<Failure>,
     /// Bumped by every successful mint, so waiters can tell a mint finished while they waited.
+    /// Zero: never minted, so the next mint is a first mint.
     generation: u64,
     /// Minted with a key that has since been replaced: servable, but refresh now.
     stale: bool,
+    /// Cache hits since the token was minted: a token nobody came back for is not renewed
+    /// ahead of time (see [`TokenCache::due`]).
+    hits: u64,
 }
 
 /// One key's token and its single-flight lock.
@@ -61,9 +68,21 @@ struct SlotState {
 pub struct Slot {
     state: Mutex<SlotState>,
     flight: tokio::sync::Mutex<()>,
+    /// Milliseconds since [`epoch`] of the last request for it, for eviction.
+    last_used: AtomicU64,
 }
 
-/// What `get` decided for a request.
+impl Slot {
+    fn state(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn touch(&self) {
+        self.last_used.store(millis(Instant::now()), Ordering::Relaxed);
+    }
+}
+
+/// What `lookup` found for a request.
 pub enum Lookup {
     /// A servable token; `refresh` says a background refresh is due.
     Hit { token: Token, refresh: bool },
@@ -71,7 +90,7 @@ pub enum Lookup {
     Miss,
 }
 
-/// Why no token could be served.
+/// Upstream failed and no still-valid token can stand in.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct Unavailable {
@@ -80,58 +99,145 @@ pub struct Unavailable {
     pub retry_after: u64,
 }
 
+/// Why no token was served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NoToken {
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    #[error(transparent)]
+    Limited(#[from] Limited),
+}
+
+/// How a mint gets leave from the [`MintLimiter`].
+pub enum Admission {
+    /// A client waits for the answer: refuse at once over a limit.
+    Refuse,
+    /// The broker's own background work: wait for a place.
+    Wait,
+    /// Leave already taken (when the slot was created).
+    Granted(MintPermit),
+}
+
+/// Counts for the status endpoint, cheap whatever the number of slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotCounts {
+    pub slots: usize,
+    /// Holding a token that may be served.
+    pub servable: usize,
+    /// Whose last mint failed.
+    pub failing: usize,
+}
+
+/// One slot as the status endpoint shows it.
+#[derive(Debug, Clone)]
+pub struct SlotView<K> {
+    pub key: K,
+    pub expires_at: Option<chrono::DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
 pub struct TokenCache<K> {
     slots: RwLock<HashMap<K, Arc<Slot>>>,
     policy: CachePolicy,
+    capacity: usize,
+    /// Never evicted (the default scope set).
+    pinned: Option<K>,
+    evictions: AtomicU64,
 }
 
 fn life_left(token: &Token) -> Duration {
     (token.expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO)
 }
 
+/// A fixed instant the broker measures elapsed times from (tokio's clock, so tests can pause it).
+pub(crate) fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_millis() as u64
+}
+
 impl<K: Hash + Eq + Clone> TokenCache<K> {
-    pub fn new(policy: CachePolicy) -> Self {
-        Self { slots: RwLock::new(HashMap::new()), policy }
+    pub fn new(policy: CachePolicy, capacity: usize, pinned: Option<K>) -> Self {
+        Self { slots: RwLock::default(), policy, capacity: capacity.max(1), pinned, evictions: AtomicU64::new(0) }
     }
 
-    /// The slot for `key`, created on first use. Lookups of existing slots share a read lock.
-    pub fn slot<Q>(&self, key: &Q) -> Arc<Slot>
+    /// The existing slot for `key` and what it holds; marks it used. A shared read lock.
+    pub fn lookup<Q>(&self, key: &Q) -> Option<(Arc<Slot>, Lookup)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let slot = self.slots.read().unwrap_or_else(|p| p.into_inner()).get(key)?.clone();
+        slot.touch();
+        let mut state = slot.state();
+        let found = match &state.token {
+            Some(t) if life_left(t) > self.policy.min_life => {
+                let due = life_left(t) <= self.policy.refresh_ahead || state.stale;
+                let backing_off = state.failure.as_ref().is_some_and(|f| f.retry_at > Instant::now());
+                let token = t.clone();
+                state.hits += 1;
+                Lookup::Hit { token, refresh: due && !backing_off }
+            }
+            _ => Lookup::Miss,
+        };
+        drop(state);
+        Some((slot, found))
+    }
+
+    /// The slot for `key`, created if missing. A new slot needs leave for its first mint, taken
+    /// here so that a refused request leaves nothing behind; at capacity it replaces the least
+    /// recently used slot (slots holding no token first, never the pinned one or one minting).
+    pub fn insert<Q>(&self, key: &Q, limiter: &MintLimiter) -> Result<(Arc<Slot>, Admission), Limited>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if let Some(slot) = self.slots.read().unwrap_or_else(|p| p.into_inner()).get(key) {
-            return slot.clone();
-        }
         let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
-        slots.entry(key.to_owned()).or_default().clone()
-    }
-
-    /// The fast path: a servable cached token, and whether it is due for refresh.
-    pub fn lookup(&self, slot: &Slot) -> Lookup {
-        let state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-        match &state.token {
-            Some(t) if life_left(t) > self.policy.min_life => {
-                let due = life_left(t) <= self.policy.refresh_ahead || state.stale;
-                let backing_off = state.failure.as_ref().is_some_and(|f| f.retry_at > Instant::now());
-                Lookup::Hit { token: t.clone(), refresh: due && !backing_off }
-            }
-            _ => Lookup::Miss,
+        if let Some(slot) = slots.get(key) {
+            slot.touch();
+            return Ok((slot.clone(), Admission::Refuse));
         }
+        let permit = limiter.try_admit(MintKind::First)?;
+        if slots.len() >= self.capacity {
+            let victim = slots
+                .iter()
+                .filter(|(k, s)| Some(*k) != self.pinned.as_ref() && s.flight.try_lock().is_ok())
+                .min_by_key(|(_, s)| (s.state().token.is_some(), s.last_used.load(Ordering::Relaxed)))
+                .map(|(k, _)| k.clone());
+            if let Some(victim) = victim {
+                slots.remove::<K>(&victim);
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let slot = Arc::new(Slot::default());
+        slot.touch();
+        slots.insert(key.to_owned(), slot.clone());
+        Ok((slot, Admission::Granted(permit)))
     }
 
     /// Mints into `slot` with at most one mint in flight: concurrent callers wait for it and
     /// share its result. `force` mints even when a fresh token is cached (after a key change).
-    pub async fn fill<F, Fut, E>(&self, slot: &Slot, force: bool, mint: F) -> Result<Token, Unavailable>
+    /// A refusal by the limiter is not a failure: it leaves no back-off behind.
+    pub async fn fill<F, Fut, E>(
+        &self,
+        slot: &Slot,
+        force: bool,
+        admission: Admission,
+        limiter: &MintLimiter,
+        mint: F,
+    ) -> Result<Token, NoToken>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Token, E>>,
         E: std::fmt::Display,
     {
-        let seen = slot.state.lock().unwrap_or_else(|p| p.into_inner()).generation;
+        let seen = slot.state().generation;
         let _flight = slot.flight.lock().await;
-        {
-            let state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let kind = {
+            let state = slot.state();
             if let Some(t) = &state.token {
                 let fresh = life_left(t) > self.policy.refresh_ahead;
                 // A mint finished while we waited for the flight, or nothing asks for a new one.
@@ -144,15 +250,26 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
                     return self.stale_or_unavailable(&state, f);
                 }
             }
-        }
+            if state.generation == 0 {
+                MintKind::First
+            } else {
+                MintKind::Renewal
+            }
+        };
+        let _permit = match admission {
+            Admission::Granted(permit) => permit,
+            Admission::Refuse => limiter.try_admit(kind)?,
+            Admission::Wait => limiter.admit(kind).await,
+        };
         let result = mint().await;
-        let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = slot.state();
         match result {
             Ok(token) => {
                 state.token = Some(token.clone());
                 state.failure = None;
                 state.stale = false;
                 state.generation += 1;
+                state.hits = 0;
                 Ok(token)
             }
             Err(e) => {
@@ -167,49 +284,205 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
     }
 
     /// The cached token while it is still servable, else the failure.
-    fn stale_or_unavailable(&self, state: &SlotState, failure: &Failure) -> Result<Token, Unavailable> {
+    fn stale_or_unavailable(&self, state: &SlotState, failure: &Failure) -> Result<Token, NoToken> {
         match &state.token {
             Some(t) if life_left(t) > self.policy.min_life => Ok(t.clone()),
-            _ => Err(Unavailable {
+            _ => Err(NoToken::Unavailable(Unavailable {
                 message: failure.message.clone(),
                 retry_after: failure.retry_at.saturating_duration_since(Instant::now()).as_secs().max(1),
-            }),
+            })),
         }
     }
 
     /// Marks every token as minted by a replaced key.
     pub fn mark_stale(&self) {
         for slot in self.slots.read().unwrap_or_else(|p| p.into_inner()).values() {
-            slot.state.lock().unwrap_or_else(|p| p.into_inner()).stale = true;
+            slot.state().stale = true;
         }
     }
 
-    /// Keys whose token is missing, stale or within the refresh window.
-    pub fn due(&self) -> Vec<K> {
+    /// Slots worth renewing now, without anyone asking: holding a token that is stale or within
+    /// the refresh window, served at least once since it was minted (so someone comes back for
+    /// it), not backing off after a failure, and not being minted already. Slots that never
+    /// minted are left to the requests that want them.
+    pub fn due(&self) -> Vec<(K, Arc<Slot>)> {
+        let now = Instant::now();
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         slots
             .iter()
             .filter(|(_, slot)| {
-                let state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-                state.stale || state.token.as_ref().is_none_or(|t| life_left(t) <= self.policy.refresh_ahead)
+                let state = slot.state();
+                let renew =
+                    state.stale || state.token.as_ref().is_some_and(|t| life_left(t) <= self.policy.refresh_ahead);
+                renew
+                    && state.hits > 0
+                    && state.failure.as_ref().is_none_or(|f| f.retry_at <= now)
+                    && slot.flight.try_lock().is_ok()
             })
-            .map(|(k, _)| k.clone())
+            .map(|(k, slot)| (k.clone(), slot.clone()))
             .collect()
     }
 
-    /// Snapshot of every slot, for the status endpoint: key, expiry, last failure.
-    pub fn snapshot(&self) -> Vec<(K, Option<chrono::DateTime<Utc>>, Option<String>)> {
+    /// How many slots, and in what state.
+    pub fn counts(&self) -> SlotCounts {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-        slots
-            .iter()
-            .map(|(k, slot)| {
-                let state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-                (
-                    k.clone(),
-                    state.token.as_ref().map(|t| t.expires_at),
-                    state.failure.as_ref().map(|f| f.message.clone()),
-                )
+        let mut counts = SlotCounts { slots: slots.len(), ..SlotCounts::default() };
+        for slot in slots.values() {
+            let state = slot.state();
+            counts.servable += state.token.as_ref().is_some_and(|t| life_left(t) > self.policy.min_life) as usize;
+            counts.failing += state.failure.is_some() as usize;
+        }
+        counts
+    }
+
+    /// How many slots were evicted to make room.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// The `limit` most recently used slots, newest first, for the status endpoint.
+    pub fn recent(&self, limit: usize) -> Vec<SlotView<K>> {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let mut recent: Vec<(u64, &K, &Arc<Slot>)> =
+            slots.iter().map(|(k, s)| (s.last_used.load(Ordering::Relaxed), k, s)).collect();
+        let limit = limit.min(recent.len());
+        if limit < recent.len() {
+            recent.select_nth_unstable_by(limit, |a, b| b.0.cmp(&a.0));
+            recent.truncate(limit);
+        }
+        recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+        recent
+            .into_iter()
+            .map(|(_, key, slot)| {
+                let state = slot.state();
+                SlotView {
+                    key: key.clone(),
+                    expires_at: state.token.as_ref().map(|t| t.expires_at),
+                    last_error: state.failure.as_ref().map(|f| f.message.clone()),
+                }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::google::Secret;
+    use std::sync::atomic::AtomicUsize;
+
+    fn token(life: Duration) -> Token {
+        Token { secret: Secret::new("t".into()), expires_at: Utc::now() + chrono::Duration::from_std(life).unwrap() }
+    }
+
+    fn cache(capacity: usize) -> TokenCache<String> {
+        TokenCache::new(CachePolicy::default(), capacity, Some("pinned".to_string()))
+    }
+
+    async fn mint(cache: &TokenCache<String>, limiter: &MintLimiter, key: &str) -> Result<Token, NoToken> {
+        let (slot, admission) = cache.insert(key, limiter)?;
+        cache
+            .fill(&slot, false, admission, limiter, || async { Ok::<_, String>(token(Duration::from_secs(3600))) })
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cache_holds_at_most_its_capacity_evicting_the_least_recently_used() {
+        let (c, limiter) = (cache(3), MintLimiter::new(4, 1000));
+        for key in ["pinned", "a", "b"] {
+            mint(&c, &limiter, key).await.unwrap();
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        c.lookup("a"); // b is now the least recently used unpinned slot
+        tokio::time::advance(Duration::from_millis(10)).await;
+        mint(&c, &limiter, "c").await.unwrap();
+        assert_eq!(c.counts().slots, 3);
+        assert!(c.lookup("b").is_none(), "b was evicted");
+        assert!(c.lookup("a").is_some() && c.lookup("pinned").is_some());
+        assert_eq!(c.evictions(), 1);
+        for i in 0..100 {
+            mint(&c, &limiter, &format!("k{i}")).await.unwrap();
+        }
+        assert_eq!(c.counts().slots, 3);
+        assert!(c.lookup("pinned").is_some(), "the pinned slot is never evicted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_first_mint_leaves_no_slot_and_no_backoff() {
+        let (c, limiter) = (cache(10), MintLimiter::new(4, 2));
+        mint(&c, &limiter, "a").await.unwrap();
+        mint(&c, &limiter, "b").await.unwrap();
+        match mint(&c, &limiter, "c").await {
+            Err(NoToken::Limited(Limited::Rate { .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.counts().slots, 2, "the refused name left no slot");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        mint(&c, &limiter, "c").await.expect("admitted once the bucket refills");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_share_one_mint() {
+        let (c, limiter) = (Arc::new(cache(10)), Arc::new(MintLimiter::new(1, 1)));
+        let mints = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (c, limiter, mints) = (c.clone(), limiter.clone(), mints.clone());
+            tasks.push(tokio::spawn(async move {
+                let (slot, admission) = c.insert("k", &limiter).unwrap();
+                c.fill(&slot, false, admission, &limiter, || async {
+                    mints.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, String>(token(Duration::from_secs(3600)))
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(mints.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_and_the_valid_token_stands_in() {
+        let (c, limiter) = (cache(10), MintLimiter::new(4, 1000));
+        let (slot, admission) = c.insert("k", &limiter).unwrap();
+        let failing = || async { Err::<Token, _>("Google said no") };
+        match c.fill(&slot, false, admission, &limiter, failing).await {
+            Err(NoToken::Unavailable(u)) => assert_eq!((u.message.as_str(), u.retry_after), ("Google said no", 1)),
+            other => panic!("{other:?}"),
+        }
+        let calls = AtomicUsize::new(0);
+        let counted = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(token(Duration::from_secs(3600)))
+        };
+        assert!(c.fill(&slot, false, Admission::Refuse, &limiter, counted).await.is_err(), "still backing off");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        c.fill(&slot, false, Admission::Refuse, &limiter, counted).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A later failure serves the token still held.
+        c.mark_stale();
+        let t = c.fill(&slot, true, Admission::Refuse, &limiter, failing).await.unwrap();
+        assert!(life_left(&t) > Duration::from_secs(3000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_tokens_in_use_are_due_and_never_while_backing_off() {
+        let (c, limiter) = (cache(10), MintLimiter::new(4, 1000));
+        mint(&c, &limiter, "used").await.unwrap();
+        mint(&c, &limiter, "once").await.unwrap();
+        c.lookup("used");
+        assert!(c.due().is_empty(), "fresh tokens are not due");
+        c.mark_stale();
+        let due: Vec<String> = c.due().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(due, ["used"], "a token nobody came back for is not renewed ahead of time");
+        let (_, slot) = c.due().pop().unwrap();
+        let _ = c.fill(&slot, true, Admission::Wait, &limiter, || async { Err::<Token, _>("down") }).await;
+        assert!(c.due().is_empty(), "backing off after the failure");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(c.due().len(), 1, "due again once the back-off has passed");
     }
 }

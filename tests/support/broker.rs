@@ -21,6 +21,7 @@ impl RunningBroker {
             secret_ttl: ttl,
             http_timeout: Duration::from_secs(2),
             cache,
+            limits: vertex_broker::config::Limits::default(),
         };
         let broker = Arc::new(Broker::new(&settings, store).unwrap());
         let listener = server::bind(0).await.unwrap();
@@ -28,6 +29,7 @@ impl RunningBroker {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         tokio::spawn(server::serve(broker.clone(), listener, async {
             let _ = stopped.await;
+            Duration::from_secs(1)
         }));
         Self { addr, broker, stop: Some(stop) }
     }

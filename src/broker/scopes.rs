@@ -1,0 +1,141 @@
+//! What a token request may name. Every distinct scope set or audience costs a cache slot and a
+//! mint at Google, so only well-formed values get that far: scopes are `https://` URLs or Google's
+//! short names, audiences are text without control characters, and both are bounded in length.
+
+use super::guard::printable;
+
+/// Google's short scope names (everything else is an `https://` URL).
+pub const SHORT_SCOPES: [&str; 3] = ["openid", "email", "profile"];
+/// Longest single scope accepted.
+pub const MAX_SCOPE_LEN: usize = 256;
+/// Most scopes in one request.
+pub const MAX_SCOPES: usize = 20;
+/// Longest audience accepted.
+pub const MAX_AUDIENCE_LEN: usize = 1024;
+
+/// Why a scope list or an audience was refused (the one-line reason of a 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("scopes= is empty; give one or more scope URLs, comma separated")]
+    NoScopes,
+    #[error(
+        "scope {0} is not a Google scope: use https:// URLs such as \
+         https://www.googleapis.com/auth/cloud-platform, or openid, email, profile"
+    )]
+    BadScope(String),
+    #[error("scopes= names more than {MAX_SCOPES} scopes")]
+    TooManyScopes,
+    #[error("identity needs audience=, the URL of the service the token is for")]
+    NoAudience,
+    #[error("audience is longer than {MAX_AUDIENCE_LEN} bytes")]
+    LongAudience,
+    #[error("audience {0} holds control characters or bytes that are not UTF-8 text")]
+    BadAudience(String),
+}
+
+/// The cache key of a scope list as clients send it (comma and/or space separated, already
+/// URL-decoded): validated, sorted and deduplicated, joined by single spaces, so that equal sets
+/// share one cache slot.
+pub fn scope_key(raw: &str) -> Result<String, InputError> {
+    Ok(normalize_scopes(raw)?.join(" "))
+}
+
+/// The scopes of `raw`, validated, sorted and deduplicated.
+pub fn normalize_scopes(raw: &str) -> Result<Vec<&str>, InputError> {
+    let mut scopes = Vec::new();
+    for scope in raw.split([',', ' ']).filter(|s| !s.is_empty()) {
+        if !valid_scope(scope) {
+            return Err(InputError::BadScope(printable(scope)));
+        }
+        scopes.push(scope);
+    }
+    scopes.sort_unstable();
+    scopes.dedup();
+    match scopes.len() {
+        0 => Err(InputError::NoScopes),
+        n if n > MAX_SCOPES => Err(InputError::TooManyScopes),
+        _ => Ok(scopes),
+    }
+}
+
+/// An `https://` URL of URL characters with a host, or one of Google's short names.
+pub fn valid_scope(scope: &str) -> bool {
+    if SHORT_SCOPES.contains(&scope) {
+        return true;
+    }
+    let Some(rest) = scope.strip_prefix("https://") else { return false };
+    scope.len() <= MAX_SCOPE_LEN
+        && rest.split('/').next().is_some_and(|host| !host.is_empty())
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+;=%".contains(&b))
+}
+
+/// Checks an ID-token audience: present, bounded, text without control characters. (Lossy
+/// URL-decoding turns bytes that are not UTF-8, such as `%ff`, into U+FFFD: refused too.)
+pub fn check_audience(audience: &str) -> Result<&str, InputError> {
+    if audience.is_empty() {
+        return Err(InputError::NoAudience);
+    }
+    if audience.len() > MAX_AUDIENCE_LEN {
+        return Err(InputError::LongAudience);
+    }
+    if audience.chars().any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER) {
+        return Err(InputError::BadAudience(printable(audience)));
+    }
+    Ok(audience)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLOUD: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+    #[test]
+    fn equal_sets_share_a_key() {
+        let two = "https://www.googleapis.com/auth/userinfo.email";
+        let key = scope_key(&format!("{CLOUD},{two}")).unwrap();
+        for raw in [format!("{two} {CLOUD}"), format!("{two},{CLOUD},{two}"), format!(" {CLOUD} ,{two},")] {
+            assert_eq!(scope_key(&raw).unwrap(), key, "{raw}");
+        }
+        assert_eq!(scope_key("openid email").unwrap(), "email openid");
+    }
+
+    #[test]
+    fn malformed_scopes_are_refused_naming_the_scope() {
+        for raw in [
+            "https://x/a\rb",
+            "https://x/\0",
+            "https://x/\u{fffd}",
+            "cloud-platform",
+            "http://www.googleapis.com/auth/cloud-platform",
+            "https:///path",
+            "https://x/\"quote",
+            "javascript:alert(1)",
+            "https://x/a\tb",
+        ] {
+            match scope_key(raw) {
+                Err(InputError::BadScope(shown)) => assert!(!shown.contains(['\r', '\0', '\t']), "{shown}"),
+                other => panic!("{raw:?}: {other:?}"),
+            }
+        }
+        assert_eq!(scope_key(" , "), Err(InputError::NoScopes));
+        let long = format!("https://x/{}", "a".repeat(MAX_SCOPE_LEN));
+        assert!(matches!(scope_key(&long), Err(InputError::BadScope(_))));
+        let many: Vec<String> = (0..=MAX_SCOPES).map(|i| format!("https://x/{i}")).collect();
+        assert_eq!(scope_key(&many.join(",")), Err(InputError::TooManyScopes));
+    }
+
+    #[test]
+    fn audiences_are_text_and_bounded() {
+        assert_eq!(check_audience("https://example.run.app"), Ok("https://example.run.app"));
+        assert_eq!(
+            check_audience("32555940559.apps.googleusercontent.com"),
+            Ok("32555940559.apps.googleusercontent.com")
+        );
+        assert_eq!(check_audience(""), Err(InputError::NoAudience));
+        assert_eq!(check_audience(&"a".repeat(MAX_AUDIENCE_LEN + 1)), Err(InputError::LongAudience));
+        for bad in ["a\rb", "a\0", "\u{fffd}", "a\u{85}"] {
+            assert!(matches!(check_audience(bad), Err(InputError::BadAudience(_))), "{bad:?}");
+        }
+    }
+}
