@@ -52,8 +52,31 @@ impl Shared {
         fault.status
     }
 
+    /// Counts a call of `endpoint` as in flight until the returned guard drops.
+    fn enter(self: &Arc<Self>, endpoint: &'static str) -> InFlight {
+        let mut world = self.world();
+        let (now, max) = world.in_flight.entry(endpoint.to_string()).or_default();
+        *now += 1;
+        *max = (*max).max(*now);
+        InFlight { shared: self.clone(), endpoint }
+    }
+
     async fn fault(&self, endpoint: &str) -> Option<google_error::ApiError> {
         self.take_fault(endpoint).await.map(google_error::ApiError::for_status)
+    }
+}
+
+/// One call being answered (see [`Shared::enter`]).
+struct InFlight {
+    shared: Arc<Shared>,
+    endpoint: &'static str,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some((now, _)) = self.shared.world().in_flight.get_mut(self.endpoint) {
+            *now -= 1;
+        }
     }
 }
 
@@ -156,6 +179,11 @@ impl Emulator {
     /// How many calls an endpoint (`iam.create`, `token`, ...) received.
     pub fn calls(&self, endpoint: &str) -> u64 {
         self.shared.world().calls.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// The most calls of an endpoint (`token`) ever answered at the same time.
+    pub fn max_in_flight(&self, endpoint: &str) -> u64 {
+        self.shared.world().in_flight.get(endpoint).map_or(0, |(_, max)| *max)
     }
 
     /// Every key of the account, propagated or not.

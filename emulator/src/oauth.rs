@@ -24,6 +24,7 @@ pub struct TokenForm {
 }
 
 pub async fn token(State(shared): State<Arc<Shared>>, Form(form): Form<TokenForm>) -> Response {
+    let _in_flight = shared.enter("token");
     if let Some(fault) = shared.take_fault("token").await {
         let error = if fault == 429 { "rate_limit_exceeded" } else { "temporarily_unavailable" };
         return OAuthError { http: fault, error, description: "Injected failure.".into() }.into_response();

@@ -102,6 +102,8 @@ pub struct World {
     pub faults: VecDeque<Fault>,
     pub counters: HashMap<String, Counters>,
     pub calls: HashMap<String, u64>,
+    /// Per endpoint: calls being answered now, and the most ever at once.
+    pub in_flight: HashMap<String, (u64, u64)>,
     pub propagation_delay: Duration,
     pub signing_key: SigningKey,
 }
@@ -115,6 +117,7 @@ impl World {
             faults: VecDeque::new(),
             counters: HashMap::new(),
             calls: HashMap::new(),
+            in_flight: HashMap::new(),
             propagation_delay: Duration::ZERO,
             signing_key: SigningKey::generate(),
         }
