@@ -7,6 +7,7 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use google_emulator::Fault;
 use serde_json::json;
 use support::extensions_api::ExtensionsApi;
 use support::Fixture;
@@ -138,4 +139,134 @@ async fn the_exec_wrapper_points_google_libraries_at_the_broker_and_runs_the_run
     assert_eq!(run(&[]), "127.0.0.1:2775 127.0.0.1:2775 arg1\n");
     assert_eq!(run(&[("VERTEX_BROKER_PORT", "3001")]), "127.0.0.1:3001 127.0.0.1:3001 arg1\n");
     assert_eq!(run(&[("GCE_METADATA_HOST", "10.1.1.1:80")]), "10.1.1.1:80 127.0.0.1:2775 arg1\n");
+}
+
+/// Starts the extension for the fixture's secret with `env`, waits for its token to be served.
+async fn running_extension(f: &Fixture, env: &[(&str, &str)]) -> (ExtensionsApi, tokio::process::Child, u16) {
+    let api = ExtensionsApi::start().await;
+    let port = free_port();
+    let child = extension(&api, port)
+        .env("VERTEX_BROKER_SECRET_ID", &f.secret)
+        .envs(env.iter().copied())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    api.wait_for(Duration::from_secs(10), |s| s.polls >= 1).await;
+    for _ in 0..200 {
+        if get_token(port).await.is_ok() {
+            return (api, child, port);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the extension did not serve a token");
+}
+
+/// Sends an INVOKE and returns how long the extension took to ask for the next event.
+async fn invoke(api: &ExtensionsApi) -> Duration {
+    let polls = api.seen().polls;
+    let deadline =
+        (std::time::SystemTime::now() + Duration::from_secs(30)).duration_since(std::time::UNIX_EPOCH).unwrap();
+    let sent = Instant::now();
+    api.send(json!({"eventType": "INVOKE", "deadlineMs": deadline.as_millis() as u64, "requestId": "r",
+        "invokedFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:fn"}));
+    let seen = api.wait_for(Duration::from_secs(30), |s| s.polls > polls).await;
+    assert!(seen.polls > polls, "the extension asked for the next event");
+    sent.elapsed()
+}
+
+/// Asks for an ID token for `audience` until it is served (waiting as a 429 says).
+async fn id_token(port: u16, audience: &str) -> String {
+    let url = format!(
+        "http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/identity?audience={audience}"
+    );
+    for _ in 0..50 {
+        let r = reqwest::Client::new().get(&url).header("Metadata-Flavor", "Google").send().await.unwrap();
+        if r.status() == 200 {
+            return r.text().await.unwrap();
+        }
+        assert_eq!(r.status(), 429, "{}", r.text().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no ID token for {audience}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoke_with_nothing_due_asks_for_the_next_event_at_once_and_calls_nobody() {
+    let f = Fixture::new("invoke-idle").await;
+    let (api, _child, _port) = running_extension(&f, &[]).await;
+    let calls = f.emu.calls("token");
+    for _ in 0..20 {
+        let took = invoke(&api).await;
+        assert!(took < Duration::from_millis(100), "an INVOKE with nothing due took {took:?}");
+    }
+    assert_eq!(f.emu.calls("token"), calls, "no call to Google");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoke_with_200_due_slots_returns_within_the_budget_and_the_renewals_finish_later() {
+    let f = Fixture::new("invoke-due").await;
+    let (api, _child, port) = running_extension(
+        &f,
+        &[
+            ("VERTEX_BROKER_MAX_SLOTS", "256"),
+            ("VERTEX_BROKER_MINT_RATE", "1000"),
+            ("VERTEX_BROKER_SECRET_TTL", "1s"),
+            ("VERTEX_BROKER_INVOKE_BUDGET", "100ms"),
+        ],
+    )
+    .await;
+    let audiences: Vec<String> = (0..200).map(|i| format!("https://svc-{i}.example")).collect();
+    for a in audiences.iter().chain(audiences.iter()) {
+        id_token(port, a).await; // twice: in use
+    }
+    assert_eq!(f.emu.counters(&f.account).id_tokens, 200);
+
+    // A key rotation makes every token stale, and Google answers each mint in 100 ms: renewing
+    // all 200 takes seconds at 4 mints in flight.
+    f.rotate().await;
+    f.emu.inject(Fault { endpoint: "token".into(), count: 10_000, status: None, delay_ms: 100 });
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past SECRET_TTL
+    let took = invoke(&api).await;
+    eprintln!("INVOKE with 200 due slots: /next after {took:?}");
+    assert!(took < Duration::from_millis(400), "INVOKE held for {took:?} with a 100 ms budget");
+
+    // Meanwhile every token stays servable, from the cache.
+    let started = Instant::now();
+    id_token(port, &audiences[199]).await;
+    assert!(started.elapsed() < Duration::from_millis(90), "served from cache in {:?}", started.elapsed());
+
+    // Later INVOKEs stay within the budget while the renewals finish in the background, once each.
+    let until = Instant::now() + Duration::from_secs(30);
+    while f.emu.counters(&f.account).id_tokens < 400 && Instant::now() < until {
+        let took = invoke(&api).await;
+        assert!(took < Duration::from_millis(400), "INVOKE held for {took:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(f.emu.counters(&f.account).id_tokens, 400, "each of the 200 renewed exactly once");
+    f.emu.clear_faults();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_slot_backs_off_across_invokes() {
+    let f = Fixture::new("invoke-failing").await;
+    let (api, _child, port) = running_extension(&f, &[("VERTEX_BROKER_SECRET_TTL", "1s")]).await;
+    for _ in 0..2 {
+        id_token(port, "https://svc.example").await;
+        get_token(port).await.unwrap();
+    }
+    f.rotate().await; // both tokens stale, so both due at the next INVOKE
+    f.emu.inject(Fault { endpoint: "token".into(), count: 10_000, status: Some(503), delay_ms: 0 });
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let calls = f.emu.calls("token");
+    for _ in 0..12 {
+        invoke(&api).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tried = f.emu.calls("token") - calls;
+    eprintln!("12 INVOKEs over ~1.5 s with 2 failing slots: {tried} calls to Google");
+    assert!((2..=6).contains(&tried), "{tried} token calls: failing slots must back off, not retry per INVOKE");
+    // The stale tokens are still served all along.
+    assert!(get_token(port).await.is_ok());
+    f.emu.clear_faults();
 }
