@@ -61,14 +61,26 @@ pub fn init(user_filter: &str, json: bool) {
 }
 
 /// One EMF line for a rotation step: `StepDuration` (ms) and `StepFailure` (0/1), with the
-/// secret ARN and step as dimensions. CloudWatch turns it into metrics; nothing secret is in it.
-pub fn step_metric(secret_arn: &str, step: &str, ok: bool, duration: Duration, timestamp_ms: i64) -> String {
-    json!({
+/// secret ARN and step as dimensions; a failure also carries its `ErrorType` (the class the
+/// Lambda reports) as a second dimension set, so an alarm can watch one class. CloudWatch turns
+/// it into metrics; nothing secret is in it.
+pub fn step_metric(
+    secret_arn: &str,
+    step: &str,
+    error_type: Option<&str>,
+    duration: Duration,
+    timestamp_ms: i64,
+) -> String {
+    let mut dimensions = vec![json!(["SecretArn", "Step"])];
+    if error_type.is_some() {
+        dimensions.push(json!(["SecretArn", "ErrorType"]));
+    }
+    let mut line = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": "VertexBroker/Rotation",
-                "Dimensions": [["SecretArn", "Step"]],
+                "Dimensions": dimensions,
                 "Metrics": [
                     {"Name": "StepDuration", "Unit": "Milliseconds"},
                     {"Name": "StepFailure", "Unit": "Count"}
@@ -77,11 +89,14 @@ pub fn step_metric(secret_arn: &str, step: &str, ok: bool, duration: Duration, t
         },
         "SecretArn": secret_arn,
         "Step": step,
-        "Outcome": if ok { "success" } else { "failure" },
+        "Outcome": if error_type.is_none() { "success" } else { "failure" },
         "StepDuration": duration.as_secs_f64() * 1000.0,
-        "StepFailure": if ok { 0 } else { 1 },
-    })
-    .to_string()
+        "StepFailure": error_type.is_some() as u8,
+    });
+    if let Some(error_type) = error_type {
+        line["ErrorType"] = json!(error_type);
+    }
+    line.to_string()
 }
 
 /// Writes an EMF line to stdout, where Lambda forwards it to CloudWatch Logs as is.
@@ -132,14 +147,22 @@ mod tests {
 
     #[test]
     fn step_metric_is_valid_emf() {
-        let line =
-            step_metric("arn:aws:secretsmanager:r:1:secret:s", "testSecret", false, Duration::from_millis(1500), 42);
+        let arn = "arn:aws:secretsmanager:r:1:secret:s";
+        let line = step_metric(arn, "testSecret", Some("PropagationTimeout"), Duration::from_millis(1500), 42);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 42);
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
-        for dim in directive["Dimensions"][0].as_array().unwrap() {
-            assert!(v.get(dim.as_str().unwrap()).is_some(), "dimension {dim} has a value");
+        assert_eq!(directive["Dimensions"].as_array().unwrap().len(), 2);
+        for set in directive["Dimensions"].as_array().unwrap() {
+            for dim in set.as_array().unwrap() {
+                assert!(v.get(dim.as_str().unwrap()).is_some(), "dimension {dim} has a value");
+            }
         }
+        assert_eq!(v["ErrorType"], "PropagationTimeout");
+        let ok: serde_json::Value =
+            serde_json::from_str(&step_metric(arn, "testSecret", None, Duration::from_millis(5), 42)).unwrap();
+        assert_eq!(ok["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["SecretArn", "Step"]]));
+        assert!(ok.get("ErrorType").is_none() && ok["StepFailure"] == 0);
         for metric in directive["Metrics"].as_array().unwrap() {
             assert!(v[metric["Name"].as_str().unwrap()].is_number(), "metric {metric} has a number");
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use google_emulator::Fault;
 use support::failing_store::{FailingStore, Op};
 use support::Fixture;
-use vertex_broker::rotation::{Outcome, RotationError, Step};
+use vertex_broker::rotation::{ErrorClass, Outcome, RotationError, Step};
 use vertex_broker::store::SecretStore;
 
 #[tokio::test]
@@ -98,6 +98,7 @@ async fn an_account_at_ten_keys_with_eight_foreign_fails_clearly_and_touches_not
     let token = f.begin_rotation().await;
     let err = f.step(&f.rotation(), Step::CreateSecret, &token).await.unwrap_err();
     assert!(matches!(err, RotationError::KeyLimit { foreign: 8, protected: 2, .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::KeyLimitReached);
     let text = err.to_string();
     assert!(
         text.contains("limit of 10 keys") && text.contains("did not mint") && text.contains("vertex-broker status"),
@@ -131,6 +132,7 @@ async fn google_reporting_the_key_limit_is_a_clear_error() {
     let err = f.step(&f.rotation(), Step::CreateSecret, &token).await.unwrap_err();
     assert!(matches!(err, RotationError::Iam(vertex_broker::google::iam::IamError::KeyLimit { .. })), "{err:?}");
     assert!(err.to_string().contains("maximum of 10 keys"), "{err}");
+    assert_eq!(err.class(), ErrorClass::KeyLimitReached);
     assert_eq!(f.google_keys().len(), 10);
 }
 
@@ -142,6 +144,7 @@ async fn the_org_policy_against_key_creation_is_named() {
     let err = f.step(&f.rotation(), Step::CreateSecret, &token).await.unwrap_err();
     let text = err.to_string();
     assert!(text.contains("iam.disableServiceAccountKeyCreation"), "{text}");
+    assert_eq!(err.class(), ErrorClass::KeyCreationForbidden);
     assert_eq!(f.google_keys().len(), 1);
 }
 
@@ -152,6 +155,7 @@ async fn pre_checks_fail_with_aws_template_messages() {
     let current = f.version_with("AWSCURRENT").await.unwrap();
     let err = f.step(&f.rotation(), Step::CreateSecret, "00000000-0000-0000-0000-000000000000").await.unwrap_err();
     assert_eq!(err.to_string(), format!("Secret {} is not enabled for rotation", f.secret));
+    assert_eq!(err.class(), ErrorClass::PreCheckFailed);
 
     let token = f.begin_rotation().await;
     let rotation = f.rotation();
@@ -179,6 +183,7 @@ async fn pre_checks_fail_with_aws_template_messages() {
     event.step = "dropSecret".into();
     let err = rotation.run(&event, None).await.unwrap_err();
     assert_eq!(err.to_string(), format!("Invalid step parameter dropSecret for secret {}", f.secret));
+    assert_eq!(err.class(), ErrorClass::PreCheckFailed);
     // A version already AWSCURRENT: success, nothing done.
     for step in Step::ALL {
         assert_eq!(f.step(&rotation, step, &current).await.unwrap(), Outcome::AlreadyCurrent);
@@ -212,6 +217,7 @@ async fn bad_secrets_get_a_clear_error_and_nothing_is_created() {
         let err = f.step(&f.rotation(), Step::CreateSecret, &token).await.unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, RotationError::BadSecret { .. }), "{name}: {err:?}");
+        assert_eq!(err.class(), ErrorClass::InvalidSecretValue, "{name}");
         assert!(text.contains(needle) && text.contains("AWSCURRENT"), "{name}: {text}");
         assert_eq!(f.emu.calls("iam.create"), 0, "{name}");
         assert_eq!(f.version_with("AWSPENDING").await.as_deref(), Some(token.as_str()));
@@ -233,6 +239,7 @@ async fn a_key_whose_admin_may_not_manage_the_account_is_refused_before_anything
     let err = f.step(&rotation, Step::CreateSecret, &token).await.unwrap_err();
     let text = err.to_string();
     assert!(text.contains("permission denied") && text.contains("serviceAccountKeyAdmin"), "{text}");
+    assert_eq!(err.class(), ErrorClass::GooglePermissionDenied);
     assert_eq!(f.google_keys().len(), 1);
     assert_eq!(f.emu.calls("iam.create"), 0);
 }
@@ -281,46 +288,68 @@ struct Case {
     google: Option<Fault>,
     store: Option<(Op, usize)>,
     propagation_delay: Option<Duration>,
+    /// The class of the first run's failure (the rotation Lambda's errorType); None: it succeeds.
+    class: Option<ErrorClass>,
 }
 
-fn google(name: &'static str, endpoint: &str, count: u32, status: Option<u16>, delay_ms: u64) -> Case {
+fn google(
+    name: &'static str,
+    endpoint: &str,
+    count: u32,
+    status: Option<u16>,
+    delay_ms: u64,
+    class: Option<ErrorClass>,
+) -> Case {
     Case {
         name,
         google: Some(Fault { endpoint: endpoint.into(), count, status, delay_ms }),
         store: None,
         propagation_delay: None,
+        class,
     }
 }
 
 #[tokio::test]
 async fn fault_matrix_every_failure_is_safe_and_a_rerun_converges() {
     let cases = vec![
-        google("iam list 500", "iam.list", 10, Some(500), 0),
-        google("iam create 429", "iam.create", 10, Some(429), 0),
-        google("iam create 500", "iam.create", 10, Some(500), 0),
-        google("iam create 503 once (retried)", "iam.create", 1, Some(503), 0),
-        google("iam create timeout", "iam.create", 1, None, 3_000),
-        google("token endpoint 503", "token", 10, Some(503), 0),
-        Case { name: "PutSecretValue failure", google: None, store: Some((Op::Put, 1)), propagation_delay: None },
+        google("iam list 500", "iam.list", 10, Some(500), 0, Some(ErrorClass::GoogleUnavailable)),
+        google("iam create 429", "iam.create", 10, Some(429), 0, Some(ErrorClass::GoogleUnavailable)),
+        google("iam create 500", "iam.create", 10, Some(500), 0, Some(ErrorClass::GoogleUnavailable)),
+        google("iam create 503 once (retried)", "iam.create", 1, Some(503), 0, None),
+        google("iam create timeout", "iam.create", 1, None, 3_000, Some(ErrorClass::GoogleUnavailable)),
+        google("token endpoint 503", "token", 10, Some(503), 0, Some(ErrorClass::GoogleUnavailable)),
+        google("iam create 403", "iam.create", 10, Some(403), 0, Some(ErrorClass::GooglePermissionDenied)),
+        Case {
+            name: "PutSecretValue failure",
+            google: None,
+            store: Some((Op::Put, 1)),
+            propagation_delay: None,
+            class: Some(ErrorClass::SecretsManagerError),
+        },
         Case {
             name: "propagation longer than the timeout",
             google: None,
             store: None,
             propagation_delay: Some(Duration::from_secs(4)),
+            class: Some(ErrorClass::PropagationTimeout),
         },
         Case {
             name: "UpdateSecretVersionStage (promote) failure",
             google: None,
             store: Some((Op::UpdateStage, 1)),
             propagation_delay: None,
+            class: Some(ErrorClass::SecretsManagerError),
         },
         Case {
+            // AWSPENDING left on the new AWSCURRENT version is a valid end state: the step succeeds.
             name: "UpdateSecretVersionStage (drop AWSPENDING) failure",
             google: None,
             store: Some((Op::UpdateStage, 2)),
             propagation_delay: None,
+            class: None,
         },
-        google("iam delete 500", "iam.delete", 10, Some(500), 0),
+        // A failed revoke is logged and retried next rotation: the rotation itself succeeds.
+        google("iam delete 500", "iam.delete", 10, Some(500), 0, None),
     ];
     let runs = cases.into_iter().map(|case| tokio::spawn(run_case(case)));
     for run in runs {
@@ -361,6 +390,7 @@ async fn run_case(case: Case) {
     if case.propagation_delay.is_some() {
         assert!(matches!(first, Err(RotationError::PropagationTimeout { .. })), "{name}: {first:?}");
     }
+    assert_eq!(first.as_ref().err().map(|e| e.class()), case.class, "{name}: {first:?}");
     if let Err(e) = &first {
         let text = e.to_string();
         assert!(!text.contains("PRIVATE KEY") && !text.contains("ya29."), "{name}: error leaks material: {text}");

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use vertex_broker::config::Config;
 use vertex_broker::rotation::{Rotation, RotationEvent, RotationSettings};
 use vertex_broker::store::SecretsManagerStore;
@@ -34,7 +34,9 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-async fn handle(rotation: &Rotation, event: LambdaEvent<RotationEvent>) -> Result<(), Error> {
+/// Runs one step. A failure reaches Lambda with its class as the errorType (`KeyLimitReached`,
+/// `PropagationTimeout`, ...), which Secrets Manager and CloudWatch show the operator.
+async fn handle(rotation: &Rotation, event: LambdaEvent<RotationEvent>) -> Result<(), Diagnostic> {
     let (event, context) = event.into_parts();
     let started = Instant::now();
     // Lambda's deadline, as an Instant on our clock.
@@ -44,10 +46,11 @@ async fn handle(rotation: &Rotation, event: LambdaEvent<RotationEvent>) -> Resul
         .ok()
         .map(|left| tokio::time::Instant::now() + left);
     let result = rotation.run(&event, deadline).await;
+    let class = result.as_ref().err().map(|e| e.class());
     let line = telemetry::step_metric(
         &event.secret_id,
         &event.step,
-        result.is_ok(),
+        class.map(|c| c.as_str()),
         started.elapsed(),
         chrono::Utc::now().timestamp_millis(),
     );
@@ -55,8 +58,9 @@ async fn handle(rotation: &Rotation, event: LambdaEvent<RotationEvent>) -> Resul
     match result {
         Ok(_) => Ok(()),
         Err(e) => {
-            tracing::error!(secret = %event.secret_id, step = %event.step, error = %e, "rotation step failed");
-            Err(e.to_string().into())
+            let class = e.class();
+            tracing::error!(secret = %event.secret_id, step = %event.step, error_type = %class, error = %e, "rotation step failed");
+            Err(Diagnostic { error_type: class.as_str().to_string(), error_message: e.to_string() })
         }
     }
 }

@@ -75,7 +75,10 @@ async fn the_bootstrap_binary_completes_a_rotation_through_the_runtime_api() {
     let unknown = uuid::Uuid::new_v4().to_string();
     let bad = json!({"Step": "createSecret", "SecretId": f.secret, "ClientRequestToken": unknown});
     match api.invoke(bad, Duration::from_secs(30)).await {
-        Answer::Error(body) => assert!(body.to_string().contains("has no stage for rotation"), "{body}"),
+        Answer::Error(body) => {
+            assert!(body["errorMessage"].as_str().unwrap().contains("has no stage for rotation"), "{body}");
+            assert_eq!(body["errorType"], "PreCheckFailed", "a class of failure, not a Rust type: {body}");
+        }
         other => panic!("{other:?}"),
     }
 
@@ -101,7 +104,8 @@ async fn the_bootstrap_binary_completes_a_rotation_through_the_runtime_api() {
         assert_eq!(line["Outcome"], "success");
         assert!(line["StepDuration"].as_f64().unwrap() > 0.0);
     }
-    assert!(emf.iter().any(|v| v["Outcome"] == "failure"), "the failed invocation has its EMF line");
+    let failure = emf.iter().find(|v| v["Outcome"] == "failure").expect("the failed invocation has its EMF line");
+    assert_eq!(failure["ErrorType"], "PreCheckFailed", "{failure}");
     // JSON logs that mention the steps.
     assert!(stderr.lines().any(|l| l.contains("created a Google key")), "{stderr}");
 

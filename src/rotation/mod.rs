@@ -6,10 +6,14 @@
 //! history are revoked; a key created but not stored is deleted when that is certain; the
 //! 10-key limit is checked before creating; testSecret waits for propagation with backoff.
 //!
+//! [`ErrorClass`] names each failure's class for the operator (the Lambda's errorType).
 //! [`operator`] adds what the CLI needs on top of the same engine: a local rotation, the
 //! status report, revocation and the first key.
 
+mod class;
 pub mod operator;
+
+pub use class::ErrorClass;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
