@@ -1,5 +1,5 @@
 # The README's commands, the benchmark, and the SAM build target of the broker layer.
-.PHONY: test bench dev package
+.PHONY: test bench dev package fuzz
 
 ## Run fmt, clippy, the template linters and the whole test suite (installs its Python tools
 ## into .venv, starts moto on a free loopback port).
@@ -9,6 +9,11 @@ test:
 ## Measure rotation and broker performance (prints ratios, asserts nothing).
 bench:
 	bash scripts/bench.sh
+
+## Coverage-guided fuzzing of the metadata request handling and the key parser (nightly,
+## cargo fuzz; installs both). FUZZ_SECONDS per target, default 60.
+fuzz:
+	bash scripts/fuzz.sh
 
 ## Everything on this machine, offline: Google emulator, in-memory secret, broker on
 ## 127.0.0.1:2775, a rotation every 2 minutes. Ctrl-C stops it.

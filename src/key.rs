@@ -55,6 +55,35 @@ pub struct ServiceAccountKey {
 const EMAIL_EXPECTED: &str = "the service account's email, e.g. app@project.iam.gserviceaccount.com";
 const KEY_EXPECTED: &str = "an RSA private key in PKCS#8 PEM (\"-----BEGIN PRIVATE KEY-----\"), as Google issues it";
 
+/// A field's value for an error message: quoted when it is short plain text, else only its
+/// length. A key file pasted into the wrong field must not put the private key into an error,
+/// which reaches logs, the CLI and the broker's status.
+fn shown(value: &str) -> String {
+    const MAX: usize = 64;
+    let plain = value.len() <= MAX && !value.contains("-----") && !value.chars().any(char::is_control);
+    if plain {
+        format!("{value:?}")
+    } else {
+        format!("a {}-character value (not shown)", value.chars().count())
+    }
+}
+
+/// Checks a field that gets shown: short plain text (no control characters, no PEM armour) that
+/// also passes `valid`; the error shows the value only when it is plain.
+fn plain(
+    field: &'static str,
+    value: &str,
+    max: usize,
+    valid: impl Fn(&str) -> bool,
+    expected: &'static str,
+) -> Result<(), KeyError> {
+    let is_plain = value.len() <= max && !value.contains("-----") && !value.chars().any(char::is_control);
+    if is_plain && valid(value) {
+        return Ok(());
+    }
+    Err(KeyError::Invalid { field, problem: format!("is {}", shown(value)), expected })
+}
+
 impl ServiceAccountKey {
     /// Parses and validates a key file. `raw` is kept as is: it is what gets stored.
     pub fn parse(raw: &str) -> Result<Self, KeyError> {
@@ -73,32 +102,26 @@ impl ServiceAccountKey {
             Some(other) => {
                 return Err(KeyError::Invalid {
                     field: "type",
-                    problem: format!("is {other:?}"),
+                    problem: format!("is {}", shown(other)),
                     expected: "\"service_account\" (user and external-account credentials cannot be rotated)",
                 })
             }
         }
+        // Every field shown in logs, errors, Debug or the metadata answers must be plain text:
+        // a private key pasted into one of them must not come out there.
         let client_email = required(fields.client_email, "client_email", EMAIL_EXPECTED)?;
-        if !client_email.contains('@') {
-            return Err(KeyError::Invalid {
-                field: "client_email",
-                problem: format!("is {client_email:?}"),
-                expected: EMAIL_EXPECTED,
-            });
-        }
-        let private_key_id =
-            required(fields.private_key_id, "private_key_id", "the key's 40-hex-digit id as Google issued it")?;
-        let token_uri =
-            required(fields.token_uri, "token_uri", "Google's token endpoint, https://oauth2.googleapis.com/token")?;
-        match reqwest::Url::parse(&token_uri) {
-            Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {}
-            _ => {
-                return Err(KeyError::Invalid {
-                    field: "token_uri",
-                    problem: format!("is {token_uri:?}, not an http(s) URL"),
-                    expected: "Google's token endpoint, https://oauth2.googleapis.com/token",
-                })
-            }
+        plain("client_email", &client_email, 254, |v| v.contains('@'), EMAIL_EXPECTED)?;
+        const ID_EXPECTED: &str = "the key's 40-hex-digit id as Google issued it";
+        let private_key_id = required(fields.private_key_id, "private_key_id", ID_EXPECTED)?;
+        plain("private_key_id", &private_key_id, 128, |v| v.bytes().all(|b| b.is_ascii_alphanumeric()), ID_EXPECTED)?;
+        const URI_EXPECTED: &str = "Google's token endpoint, https://oauth2.googleapis.com/token";
+        let token_uri = required(fields.token_uri, "token_uri", URI_EXPECTED)?;
+        let is_url = |v: &str| matches!(reqwest::Url::parse(v), Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some());
+        plain("token_uri", &token_uri, 2048, is_url, URI_EXPECTED)?;
+        let project_id = fields.project_id.filter(|p| !p.is_empty());
+        if let Some(project) = &project_id {
+            let project_chars = |v: &str| v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+            plain("project_id", project, 100, project_chars, "the Google Cloud project id, e.g. my-project")?;
         }
         let private_key = private_key
             .filter(|k| !k.trim().is_empty())
@@ -114,7 +137,7 @@ impl ServiceAccountKey {
             client_email,
             private_key_id,
             token_uri,
-            project_id: fields.project_id.filter(|p| !p.is_empty()),
+            project_id,
             signer: Arc::new(signer),
         })
     }
@@ -199,6 +222,25 @@ impl fmt::Display for ServiceAccountKey {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_key_pasted_into_another_field_is_not_repeated_in_the_error() {
+        // Found by the key_parse fuzz target: field values used to be quoted whole.
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQDB\n-----END PRIVATE KEY-----\n";
+        for field in ["type", "client_email", "token_uri", "private_key_id", "project_id"] {
+            let mut file = serde_json::json!({
+                "type": "service_account", "private_key_id": "k1", "private_key": "x",
+                "client_email": "a@b.iam.gserviceaccount.com", "token_uri": "https://oauth2.googleapis.com/token",
+            });
+            file[field] = serde_json::Value::from(format!("abc{pem}"));
+            let err = ServiceAccountKey::parse(&file.to_string()).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("MIIEvAIBADAN") && shown.contains("not shown"), "{field}: {shown}");
+            assert!(shown.contains(field), "{field}: {shown}");
+        }
+        let err = ServiceAccountKey::parse(r#"{"type":"authorized_user"}"#).unwrap_err();
+        assert!(err.to_string().contains("\"authorized_user\""), "short values are still quoted: {err}");
+    }
+
     use super::*;
 
     /// A real key file from the emulator, so parsing is tested on Google's exact format.

@@ -1,0 +1,48 @@
+//! The broker's request handling as a neighbour on 127.0.0.1 could drive it: the input is a
+//! request head as text (request line, then `Name: value` lines); whatever hyper would accept
+//! goes through the guards and the router. Neither may panic; every refusal is one short line;
+//! whatever reaches a token route carries only validated scopes or audience.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vertex_broker::broker::guard;
+use vertex_broker::broker::metadata::{Leaf, Route};
+use vertex_broker::broker::scopes::{check_audience, valid_scope};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let Some(request_line) = lines.next() else { return };
+    let mut parts = request_line.splitn(3, ' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return };
+    let mut builder = hyper::Request::builder().method(method).uri(target);
+    for line in lines.take(64) {
+        if let Some((name, value)) = line.split_once(':') {
+            builder = builder.header(name.trim(), value.trim());
+        }
+    }
+    let Ok(req) = builder.body(()) else { return }; // hyper would have refused it already
+    match guard::check(req.method(), req.uri(), req.headers()) {
+        Err(refusal) => {
+            assert!(!refusal.reason.contains(['\n', '\r']), "{refusal:?}");
+            assert!(refusal.reason.len() < 600, "{refusal:?}");
+            assert!([400, 403, 405, 414].contains(&refusal.status), "{refusal:?}");
+        }
+        Ok(()) => match Route::parse(req.uri().path(), req.uri().query()) {
+            Err(reply) => {
+                assert!([400, 404].contains(&reply.status), "{reply:?}");
+                assert_eq!(reply.body.matches('\n').count(), 1, "{reply:?}");
+            }
+            Ok(Route::Account { leaf: Leaf::Token(Some(key)), .. }) => {
+                let scopes: Vec<&str> = key.split(' ').collect();
+                assert!(scopes.iter().all(|s| valid_scope(s)), "{key:?}");
+                assert!(scopes.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates: {key:?}");
+            }
+            Ok(Route::Account { leaf: Leaf::Identity(audience), .. }) => {
+                assert!(check_audience(&audience).is_ok(), "{audience:?}");
+            }
+            Ok(_) => {}
+        },
+    }
+});
