@@ -10,9 +10,9 @@
 //! | [`google::iam`] | `IamClient`: create/list/get/delete/disable/enable keys; Google errors typed |
 //! | [`google::token`] | `TokenClient`, one per process: access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |
 //! | [`store`] | `SecretStore`, the storage seam: Secrets Manager and in-memory implementations |
-//! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI |
+//! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI; `ErrorClass` names each failure |
 //! | [`rotation::operator`] | what the CLI adds on the engine: local rotation, status, revoke, first key |
-//! | [`broker`] | the token broker: cache, accounts, GCE metadata protocol, listener, Lambda extension |
+//! | [`broker`] | the token broker: guards, limits, cache, accounts, GCE metadata protocol, listener, signals, Lambda extension |
 //! | [`dev`] | `vertex-broker dev`: emulator + in-memory store + broker + periodic rotation |
 //! | [`telemetry`] | log setup (JSON in Lambda) and CloudWatch Embedded Metric Format lines |
 //!

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use google_emulator::Fault;
 use support::broker::RunningBroker;
+use support::failing_store::{FailingStore, Op};
 use support::Fixture;
 use vertex_broker::broker::token_cache::CachePolicy;
 
@@ -177,6 +178,22 @@ async fn guards_refuse_what_a_metadata_server_must_refuse() {
     assert_eq!(f.emu.counters(&f.account).access_tokens, 0, "no refused request minted anything");
 }
 
+#[tokio::test]
+async fn a_secret_that_cannot_be_read_is_not_read_once_per_request() {
+    let f = Fixture::new("unreadable").await;
+    let store = Arc::new(FailingStore::new(f.store.clone(), Op::Put, 0));
+    let b = RunningBroker::start(store.clone(), &["no-such-secret"], Duration::from_secs(300), CachePolicy::default())
+        .await;
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        let r = b.get(TOKEN).await;
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "1");
+    }
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(store.reads() <= seconds + 2, "{} secret reads for 50 requests in {seconds} s", store.reads());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_first_requests_cause_exactly_one_mint() {
     let (f, b) = fixture_and_broker("herd", Duration::from_secs(300), CachePolicy::default()).await;
@@ -221,6 +238,10 @@ async fn an_upstream_outage_serves_the_cached_token_then_503_then_recovers() {
     assert!(r.headers().contains_key("retry-after"));
     let body = r.text().await.unwrap();
     assert!(body.contains("temporarily_unavailable") && body.contains("Retrying upstream"), "{body}");
+    let key = f.key_at("AWSCURRENT").await.unwrap();
+    assert!(!body.contains(key.private_key_id()), "a 503 names no key id: {body}");
+    assert!(!body.contains(&f.emu.token_uri()), "nor the token endpoint: {body}");
+    assert!(!body.contains(&f.account), "nor the account: {body}");
     let status: serde_json::Value = b.get("/vertex-broker/v1/status").await.json().await.unwrap();
     assert!(status["accounts"][0]["counters"]["upstream_errors"].as_u64().unwrap() >= 1);
 

@@ -14,6 +14,9 @@ use crate::google::token::{Token, TokenClient, TokenError};
 use crate::key::ServiceAccountKey;
 use crate::store::{SecretStore, AWSCURRENT};
 
+/// While no key is loaded, how often a failed secret read may be tried again.
+const NO_KEY_RETRY: Duration = Duration::from_secs(1);
+
 /// Which cache: access tokens by scope set, or ID tokens by audience.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -145,11 +148,18 @@ impl Account {
     pub async fn reload(&self, force: bool) -> Result<Arc<CurrentKey>, Unavailable> {
         let started = Instant::now();
         let _single_flight = self.key_check.lock().await;
-        if let (Some(at), Some(current)) = (self.last_check(), self.current()) {
+        match (self.last_check(), self.current()) {
             // Someone checked while we waited for the lock.
-            if at >= started || (!force && at.elapsed() < self.secret_ttl) {
-                return Ok(current);
+            (Some(at), Some(current)) if at >= started || (!force && at.elapsed() < self.secret_ttl) => {
+                return Ok(current)
             }
+            // No key yet and the last read failed moments ago: requests must not turn into a
+            // flood of Secrets Manager calls, so they share that failure for a second.
+            (Some(at), None) if !force && at.elapsed() < NO_KEY_RETRY => {
+                let message = self.key_error().unwrap_or_else(|| "the secret is being read".into());
+                return Err(Unavailable { message, retry_after: 1 });
+            }
+            _ => {}
         }
         let result = self.read_current().await;
         self.last_check_us.store(epoch().elapsed().as_micros() as u64 + 1, Ordering::Relaxed);

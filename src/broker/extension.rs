@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
 use tokio::sync::watch;
 
-use super::{server, Broker, BrokerSettings};
+use super::signals::{Signal, Signals};
+use super::{server, Broker, BrokerSettings, InvokeWork};
 use crate::config::Config;
 use crate::store::SecretsManagerStore;
 
@@ -45,7 +46,9 @@ pub async fn run() -> Result<(), BoxError> {
                 match event.next {
                     NextEvent::Invoke(_) => {
                         if let Some(b) = broker.get() {
-                            b.on_invoke(invoke_budget).await;
+                            if b.on_invoke(invoke_budget).await == InvokeWork::Continuing {
+                                tracing::debug!(budget = ?invoke_budget, "renewals go on in the background");
+                            }
                         }
                     }
                     NextEvent::Shutdown(e) => {
@@ -102,6 +105,21 @@ pub async fn run() -> Result<(), BoxError> {
         let broker = broker.clone();
         async move { broker.warm_up().await }
     });
+    // As in `serve`: SIGHUP re-reads the secrets, SIGTERM/SIGINT drain and stop (Lambda itself
+    // stops extensions with SHUTDOWN).
+    if let Ok(mut signals) = Signals::install() {
+        let (broker, stop) = (broker.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                match signals.next().await {
+                    Signal::Reload => broker.reload_all().await,
+                    Signal::Stop => {
+                        let _ = stop.send(Some(drain_timeout.min(MAX_SHUTDOWN_DRAIN)));
+                    }
+                }
+            }
+        });
+    }
     let until_shutdown = |mut rx: watch::Receiver<Option<Duration>>| async move {
         match rx.wait_for(Option::is_some).await {
             Ok(drain) => drain.unwrap_or_default(),

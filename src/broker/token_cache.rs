@@ -80,11 +80,16 @@ impl Slot {
     fn touch(&self) {
         self.last_used.store(millis(Instant::now()), Ordering::Relaxed);
     }
+
+    /// A mint for it is in flight.
+    pub fn is_minting(&self) -> bool {
+        self.flight.try_lock().is_err()
+    }
 }
 
 /// What `lookup` found for a request.
 pub enum Lookup {
-    /// A servable token; `refresh` says a background refresh is due.
+    /// A servable token; `refresh` says a background refresh is due (and none is running).
     Hit { token: Token, refresh: bool },
     /// No servable token: the caller must mint (via `fill`).
     Miss,
@@ -179,7 +184,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
                 let backing_off = state.failure.as_ref().is_some_and(|f| f.retry_at > Instant::now());
                 let token = t.clone();
                 state.hits += 1;
-                Lookup::Hit { token, refresh: due && !backing_off }
+                Lookup::Hit { token, refresh: due && !backing_off && !slot.is_minting() }
             }
             _ => Lookup::Miss,
         };
@@ -204,7 +209,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
         if slots.len() >= self.capacity {
             let victim = slots
                 .iter()
-                .filter(|(k, s)| Some(*k) != self.pinned.as_ref() && s.flight.try_lock().is_ok())
+                .filter(|(k, s)| Some(*k) != self.pinned.as_ref() && !s.is_minting())
                 .min_by_key(|(_, s)| (s.state().token.is_some(), s.last_used.load(Ordering::Relaxed)))
                 .map(|(k, _)| k.clone());
             if let Some(victim) = victim {
@@ -317,7 +322,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
                 renew
                     && state.hits > 0
                     && state.failure.as_ref().is_none_or(|f| f.retry_at <= now)
-                    && slot.flight.try_lock().is_ok()
+                    && !slot.is_minting()
             })
             .map(|(k, slot)| (k.clone(), slot.clone()))
             .collect()

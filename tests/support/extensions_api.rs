@@ -17,6 +17,8 @@ pub struct Seen {
     pub registered: Vec<(String, Value)>,
     /// How many times `/event/next` was called.
     pub polls: usize,
+    /// When each of those calls arrived.
+    pub poll_times: Vec<std::time::Instant>,
     /// (error type header, body) of each `/init/error`.
     pub init_errors: Vec<(String, Value)>,
     pub exit_errors: Vec<(String, Value)>,
@@ -24,6 +26,7 @@ pub struct Seen {
 
 struct Shared {
     seen: Mutex<Seen>,
+    polled: tokio::sync::Notify,
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
 }
 
@@ -36,7 +39,11 @@ pub struct ExtensionsApi {
 impl ExtensionsApi {
     pub async fn start() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { seen: Mutex::new(Seen::default()), events: tokio::sync::Mutex::new(rx) });
+        let shared = Arc::new(Shared {
+            seen: Mutex::new(Seen::default()),
+            polled: tokio::sync::Notify::new(),
+            events: tokio::sync::Mutex::new(rx),
+        });
         let app = Router::new()
             .route("/2020-01-01/extension/register", post(register))
             .route("/2020-01-01/extension/event/next", get(next))
@@ -55,6 +62,18 @@ impl ExtensionsApi {
 
     pub fn send(&self, event: Value) {
         self.events.send(event).unwrap();
+    }
+
+    /// When poll number `n` (1-based) arrived, waiting for it up to `timeout`.
+    pub async fn poll_time(&self, n: usize, timeout: std::time::Duration) -> Option<std::time::Instant> {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let polled = self.shared.polled.notified();
+            if let Some(at) = self.seen().poll_times.get(n - 1) {
+                return Some(*at);
+            }
+            tokio::time::timeout_at(until, polled).await.ok()?;
+        }
     }
 
     /// Waits until `check` holds for what was seen, up to `timeout`.
@@ -83,7 +102,12 @@ async fn register(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::
 }
 
 async fn next(State(s): State<Arc<Shared>>) -> axum::Json<Value> {
-    s.seen.lock().unwrap().polls += 1;
+    {
+        let mut seen = s.seen.lock().unwrap();
+        seen.polls += 1;
+        seen.poll_times.push(std::time::Instant::now());
+    }
+    s.polled.notify_waiters();
     let event = s.events.lock().await.recv().await.unwrap_or(Value::Null);
     axum::Json(event)
 }

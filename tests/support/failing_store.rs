@@ -1,5 +1,5 @@
 //! A `SecretStore` around the real moto-backed store that fails the Nth call of one operation,
-//! to inject Secrets Manager failures at an exact point of a rotation.
+//! to inject Secrets Manager failures at an exact point of a rotation, and counts reads.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,12 +18,18 @@ pub struct FailingStore {
     op: Op,
     nth: usize,
     seen: AtomicUsize,
+    reads: AtomicUsize,
 }
 
 impl FailingStore {
-    /// Fails the `nth` (1-based) call of `op`; all other calls reach `inner`.
+    /// Fails the `nth` (1-based) call of `op`; all other calls reach `inner`. 0 fails none.
     pub fn new(inner: Arc<dyn SecretStore>, op: Op, nth: usize) -> Self {
-        Self { inner, op, nth, seen: AtomicUsize::new(0) }
+        Self { inner, op, nth, seen: AtomicUsize::new(0), reads: AtomicUsize::new(0) }
+    }
+
+    /// DescribeSecret and GetSecretValue calls so far.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
     }
 
     /// Whether the injected failure happened.
@@ -42,6 +48,7 @@ impl FailingStore {
 #[async_trait]
 impl SecretStore for FailingStore {
     async fn describe(&self, secret_id: &str) -> Result<SecretDescription, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.describe(secret_id).await
     }
     async fn get(
@@ -50,6 +57,7 @@ impl SecretStore for FailingStore {
         version_id: Option<&str>,
         stage: Option<&str>,
     ) -> Result<SecretValue, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.get(secret_id, version_id, stage).await
     }
     async fn put(
