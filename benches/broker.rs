@@ -171,23 +171,9 @@ fn rss_split_kb(pid: u32) -> (u64, u64) {
     (field("Pss_Anon:"), field("Pss_File:"))
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn run() {
     let f = Fixture::new("bench-broker").await;
-    let port = free_port();
+    let port = support::free_port();
     let api = support::extensions_api::ExtensionsApi::start().await;
 
     // Start-up, measured from exec.
@@ -221,7 +207,7 @@ async fn run() {
     };
     let body = http.get(&url).header("Metadata-Flavor", "Google").send().await.unwrap().text().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss = rss_kb(broker.id());
+    let idle_rss = support::proc_status_kb(broker.id(), "VmRSS:");
     let (idle_anon, idle_file) = rss_split_kb(broker.id());
 
     // INVOKE -> /next, interleaved with the bare extension (the Extensions API round trip).
@@ -317,10 +303,10 @@ async fn run() {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let conns_rss = rss_kb(broker.id());
+    let conns_rss = support::proc_status_kb(broker.id(), "VmRSS:");
     drop(held);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after_conns_rss = rss_kb(broker.id());
+    let after_conns_rss = support::proc_status_kb(broker.id(), "VmRSS:");
 
     // The floors, answering the same bytes: on one thread like the extension (its own
     // overhead), and multi-threaded (the best any server here does).
@@ -372,7 +358,7 @@ async fn run() {
     while total < 1_000_000 {
         total += wrk(port, 64, 10).requests;
     }
-    let busy_rss = rss_kb(broker.id());
+    let busy_rss = support::proc_status_kb(broker.id(), "VmRSS:");
     for child in [&mut bare, &mut bare_multi] {
         let _ = child.kill();
         let _ = child.wait();

@@ -12,10 +12,6 @@ use serde_json::json;
 use support::extensions_api::ExtensionsApi;
 use support::Fixture;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The extension under test (VERTEX_BROKER_TEST_EXTENSION names another, see lambda_binary).
 fn extension_binary() -> tokio::process::Command {
     support::lambda_binary("VERTEX_BROKER_TEST_EXTENSION", env!("CARGO_BIN_EXE_vertex-broker-extension"))
@@ -49,7 +45,7 @@ async fn get_token(port: u16) -> Result<serde_json::Value, reqwest::Error> {
 async fn the_extension_registers_serves_during_init_handles_invoke_and_stops_on_shutdown() {
     let f = Fixture::new("extension").await;
     let api = ExtensionsApi::start().await;
-    let port = free_port();
+    let port = support::free_port();
     let started = Instant::now();
     let mut child = extension(&api, port).env("VERTEX_BROKER_SECRET_ID", &f.secret).spawn().unwrap();
 
@@ -88,7 +84,7 @@ async fn the_extension_registers_serves_during_init_handles_invoke_and_stops_on_
 #[tokio::test]
 async fn a_missing_secret_id_reaches_init_error_naming_the_variable() {
     let api = ExtensionsApi::start().await;
-    let mut child = extension(&api, free_port()).spawn().unwrap();
+    let mut child = extension(&api, support::free_port()).spawn().unwrap();
     let seen = api.wait_for(Duration::from_secs(10), |s| !s.init_errors.is_empty()).await;
     let (kind, body) = seen.init_errors.first().expect("an init error was reported");
     assert_eq!(kind, "Extension.ConfigInvalid");
@@ -109,7 +105,7 @@ async fn outside_lambda_it_says_where_it_belongs_instead_of_panicking() {
 #[tokio::test]
 async fn an_invalid_variable_reaches_init_error_naming_it() {
     let api = ExtensionsApi::start().await;
-    let mut child = extension(&api, free_port())
+    let mut child = extension(&api, support::free_port())
         .env("VERTEX_BROKER_SECRET_ID", "s")
         .env("VERTEX_BROKER_SECRET_TTL", "often")
         .spawn()
@@ -144,7 +140,7 @@ async fn the_exec_wrapper_points_google_libraries_at_the_broker_and_runs_the_run
 /// Starts the extension for the fixture's secret with `env`, waits for its token to be served.
 async fn running_extension(f: &Fixture, env: &[(&str, &str)]) -> (ExtensionsApi, tokio::process::Child, u16) {
     let api = ExtensionsApi::start().await;
-    let port = free_port();
+    let port = support::free_port();
     let child = extension(&api, port)
         .env("VERTEX_BROKER_SECRET_ID", &f.secret)
         .envs(env.iter().copied())

@@ -16,10 +16,6 @@ use tokio::net::TcpStream;
 
 const TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A running `vertex-broker serve`, its stderr lines collected.
 struct Serve {
     child: tokio::process::Child,
@@ -30,7 +26,7 @@ struct Serve {
 impl Serve {
     /// Starts it for the fixture's secret with `env` on top; `prefix` wraps the command (prlimit).
     async fn start(f: &Fixture, env: &[(&str, &str)], prefix: &[&str]) -> Self {
-        let port = free_port();
+        let port = support::free_port();
         let bin = env!("CARGO_BIN_EXE_vertex-broker");
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
@@ -104,7 +100,7 @@ impl Serve {
     }
 
     fn rss_kb(&self) -> u64 {
-        proc_field(self.pid(), "VmRSS:")
+        support::proc_status_kb(self.pid(), "VmRSS:")
     }
 
     /// User + system CPU time of the process so far.
@@ -128,16 +124,6 @@ impl Serve {
     fn signal(&self, sig: &str) {
         assert!(std::process::Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap().success());
     }
-}
-
-fn proc_field(pid: u32, name: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn clock_ticks() -> u64 {

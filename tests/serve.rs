@@ -9,10 +9,6 @@ use std::time::Duration;
 use support::Fixture;
 use tokio::io::AsyncReadExt;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn serve(f: &Fixture, port: u16, ttl: &str) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
         .arg("serve")
@@ -59,7 +55,7 @@ const TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_survives_a_rotated_away_key_logs_nothing_secret_and_stops_on_sigterm() {
     let f = Fixture::new("serve").await;
-    let port = free_port();
+    let port = support::free_port();
     let mut child = serve(&f, port, "1h"); // no TTL re-check during the test: only invalid_grant can tell
     wait_listening(port).await;
     let first: serde_json::Value = get(port, TOKEN).await.unwrap().json().await.unwrap();
@@ -112,7 +108,7 @@ async fn serve_survives_a_rotated_away_key_logs_nothing_secret_and_stops_on_sigt
 #[tokio::test]
 async fn serve_stops_on_sigint_and_refuses_to_start_without_a_secret() {
     let f = Fixture::new("sigint").await;
-    let port = free_port();
+    let port = support::free_port();
     let mut child = serve(&f, port, "5m");
     wait_listening(port).await;
     signal(&child, "-INT");

@@ -25,10 +25,6 @@ const SCOPES: [&str; 3] = [
     "?scopes=https://www.googleapis.com/auth/userinfo.email,https://www.googleapis.com/auth/cloud-platform",
 ];
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A moto_server this test owns, so it can stop it and start it again on the same port.
 struct Moto {
     port: u16,
@@ -112,14 +108,14 @@ async fn begin_rotation(sm: &Client, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_of_rotations_google_failures_and_a_secrets_manager_restart_loses_no_request() {
-    let mut moto = Moto::start(free_port());
+    let mut moto = Moto::start(support::free_port());
     let emu = Emulator::start().await.unwrap();
     let account = support::account("soak");
     let name = support::unique("soak");
     let sm = sm_client(&moto.url());
     sm.create_secret().name(&name).secret_string(emu.seed_key(&account)).send().await.unwrap();
 
-    let port = free_port();
+    let port = support::free_port();
     let mut broker = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
         .arg("serve")
         .env_clear()
@@ -285,7 +281,7 @@ async fn a_minute_of_rotations_google_failures_and_a_secrets_manager_restart_los
             restored = true;
         }
         if t >= next_sample {
-            rss.push((t.as_secs(), proc_rss_kb(pid)));
+            rss.push((t.as_secs(), support::proc_status_kb(pid, "VmRSS:")));
             next_sample += Duration::from_secs(5);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -330,14 +326,4 @@ async fn a_minute_of_rotations_google_failures_and_a_secrets_manager_restart_los
     let settled = rss.iter().find(|(t, _)| *t >= 15).unwrap().1;
     let peak = rss.iter().filter(|(t, _)| *t >= 15).map(|(_, kb)| *kb).max().unwrap();
     assert!(peak <= settled + 3 * 1024, "RSS grew from {settled} kB to {peak} kB");
-}
-
-fn proc_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
