@@ -1,7 +1,7 @@
 //! `Rotation`: the four Secrets Manager rotation steps for a Google service-account key, as one
 //! engine shared by the rotation Lambda and `vertex-broker rotate --local`.
 //!
-//! Rules it keeps (DESIGN.md): every step is idempotent on the ClientRequestToken; keys named by
+//! Rules it keeps (the README's "How a rotation works"): every step is idempotent on the ClientRequestToken; keys named by
 //! AWSCURRENT or AWSPREVIOUS are never revoked; only keys recorded in this secret's version
 //! history are revoked; a key created but not stored is deleted when that is certain; the
 //! 10-key limit is checked before creating; testSecret waits for propagation with backoff.
