@@ -322,6 +322,28 @@ async fn run() {
     };
     let (mut bare, bare_port) = start_bare("single");
     let (mut bare_multi, multi_port) = start_bare("multi");
+    // An A/B baseline: another build of the extension (BENCH_BASELINE_EXTENSION=path), run
+    // beside this one against the same secret, e.g. the build of the previous commit.
+    let baseline_api = ExtensionsApi::start().await;
+    let baseline = std::env::var_os("BENCH_BASELINE_EXTENSION").map(|bin| {
+        let port = support::free_port();
+        let child = Command::new(bin)
+            .env("AWS_LAMBDA_RUNTIME_API", baseline_api.addr.to_string())
+            .env("VERTEX_BROKER_SECRET_ID", &f.secret)
+            .env("VERTEX_BROKER_PORT", port.to_string())
+            .env("VERTEX_BROKER_LOG", "warn")
+            .envs(support::aws_env())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, port)
+    });
+    if let Some((_, port)) = &baseline {
+        let url = format!("http://127.0.0.1:{port}{TOKEN}");
+        while !http.get(&url).header("Metadata-Flavor", "Google").send().await.is_ok_and(|r| r.status() == 200) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 
     println!("broker benchmark: vertex-broker-extension, GET token endpoint, warm cache, keep-alive, wrk on the same 2 cores");
     println!("medians of 3 interleaved 3 s rounds; floors: bare hyper on one thread (1T) and multi-threaded (MT)");
@@ -332,16 +354,24 @@ async fn run() {
     // wrk and the servers share two cores, so single runs swing by 15%: interleave three
     // 3-second rounds per server and compare medians.
     let mut total = 0;
+    let mut baseline_rows = Vec::new();
     for conns in [1, 10, 64] {
-        let (mut vs, mut bs, mut ms) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut vs, mut bs, mut ms, mut ab) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
             bs.push(wrk(bare_port, conns, 3));
             ms.push(wrk(multi_port, conns, 3));
             let v = wrk(port, conns, 3);
             total += v.requests;
             vs.push(v);
+            if let Some((_, port)) = &baseline {
+                ab.push(wrk(*port, conns, 3));
+            }
         }
         let (v, b, m) = (median_run(vs), median_run(bs), median_run(ms));
+        if !ab.is_empty() {
+            let a = median_run(ab);
+            baseline_rows.push((conns, a.rps, 100.0 * v.rps / a.rps.max(1.0), 100.0 * a.rps / b.rps.max(1.0)));
+        }
         println!(
             "{conns:>5}  {:>10.0} {:>8} {:>8}   {:>10.0} {:>8}   {:>10.0} {:>8}   {:>6.1}% {:>6.1}%",
             v.rps,
@@ -354,6 +384,15 @@ async fn run() {
             100.0 * v.rps / b.rps.max(1.0),
             100.0 * v.rps / m.rps.max(1.0)
         );
+    }
+    for (conns, rps, ours, vs_floor) in &baseline_rows {
+        println!(
+            "{conns:>5}  BENCH_BASELINE_EXTENSION {rps:>10.0} rps ({vs_floor:.1}% of 1T); this build {ours:.1}% of it"
+        );
+    }
+    if let Some((mut child, _)) = baseline {
+        let _ = child.kill();
+        let _ = child.wait();
     }
     while total < 1_000_000 {
         total += wrk(port, 64, 10).requests;

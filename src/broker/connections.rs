@@ -4,10 +4,10 @@
 //! is busy in a request, the newcomer is refused. The table also drives the drain on shutdown.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 /// Every open connection's activity, and the cap.
 pub struct Connections {
@@ -15,6 +15,9 @@ pub struct Connections {
     table: Mutex<Table>,
     /// Signalled whenever the table becomes empty.
     emptied: Notify,
+    /// Orders activity across connections: each request start and end takes the next number.
+    /// A counter, not a clock, so the per-request path takes no lock and reads no time.
+    sequence: AtomicU64,
 }
 
 #[derive(Default)]
@@ -25,11 +28,28 @@ struct Table {
 }
 
 struct Entry {
-    /// When a request last started or ended on it (or it opened).
-    last_active: Instant,
-    /// A request is being answered: not to be closed under it.
-    busy: bool,
+    activity: Arc<Activity>,
     close: Arc<Notify>,
+}
+
+/// A connection's latest activity: the sequence number of when a request last started or ended
+/// on it (or it opened), shifted left by one, with the low bit set while a request is being
+/// answered (it must not be closed under it). One word, so it is updated without a lock.
+#[derive(Default)]
+struct Activity(AtomicU64);
+
+impl Activity {
+    fn set(&self, sequence: u64, busy: bool) {
+        self.0.store(sequence << 1 | u64::from(busy), Ordering::Relaxed);
+    }
+
+    fn busy(&self) -> bool {
+        self.0.load(Ordering::Relaxed) & 1 == 1
+    }
+
+    fn last_active(&self) -> u64 {
+        self.0.load(Ordering::Relaxed) >> 1
+    }
 }
 
 /// Why a connection was not admitted.
@@ -45,13 +65,14 @@ pub enum Refused {
 pub struct Admitted {
     id: u64,
     connections: Arc<Connections>,
+    activity: Arc<Activity>,
     /// Notified when the connection must close: evicted, or draining.
     pub close: Arc<Notify>,
 }
 
 impl Connections {
     pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self { max: max.max(1), table: Mutex::default(), emptied: Notify::new() })
+        Arc::new(Self { max: max.max(1), table: Mutex::default(), emptied: Notify::new(), sequence: AtomicU64::new(0) })
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -65,8 +86,12 @@ impl Connections {
             return Err(Refused::Draining);
         }
         if table.open.len() >= self.max {
-            let victim =
-                table.open.iter().filter(|(_, e)| !e.busy).min_by_key(|(_, e)| e.last_active).map(|(id, _)| *id);
+            let victim = table
+                .open
+                .iter()
+                .filter(|(_, e)| !e.activity.busy())
+                .min_by_key(|(_, e)| e.activity.last_active())
+                .map(|(id, _)| *id);
             match victim.and_then(|id| table.open.remove(&id)) {
                 // Its task sees the signal and drops the connection.
                 Some(evicted) => evicted.close.notify_one(),
@@ -76,8 +101,10 @@ impl Connections {
         let id = table.next_id;
         table.next_id += 1;
         let close = Arc::new(Notify::new());
-        table.open.insert(id, Entry { last_active: Instant::now(), busy: false, close: close.clone() });
-        Ok(Admitted { id, connections: self.clone(), close })
+        let activity = Arc::new(Activity::default());
+        activity.set(self.next_sequence(), false);
+        table.open.insert(id, Entry { activity: activity.clone(), close: close.clone() });
+        Ok(Admitted { id, connections: self.clone(), activity, close })
     }
 
     /// How many connections are open.
@@ -109,28 +136,25 @@ impl Connections {
         }
     }
 
-    fn set_busy(&self, id: u64, busy: bool) {
-        if let Some(entry) = self.table().open.get_mut(&id) {
-            entry.busy = busy;
-            entry.last_active = Instant::now();
-        }
+    fn next_sequence(&self) -> u64 {
+        self.sequence.fetch_add(1, Ordering::Relaxed)
     }
 }
 
 impl Admitted {
     /// Marks a request as being answered (the connection is not idle until [`Self::done`]).
     pub fn busy(&self) {
-        self.connections.set_busy(self.id, true);
+        self.activity.set(self.connections.next_sequence(), true);
     }
 
     /// Marks the answer as written: the connection is idle again.
     pub fn done(&self) {
-        self.connections.set_busy(self.id, false);
+        self.activity.set(self.connections.next_sequence(), false);
     }
 
     /// Whether a request is being answered on it now.
     pub fn is_busy(&self) -> bool {
-        self.connections.table().open.get(&self.id).is_some_and(|e| e.busy)
+        self.activity.busy()
     }
 }
 
