@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::state::Fault;
+use crate::state::{AwsProvider, Fault};
 use crate::{crypto, Shared};
 
 pub fn routes() -> Router<Arc<Shared>> {
@@ -22,6 +22,10 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/emulator/v1/faults", post(add_fault).get(list_faults))
         .route("/emulator/v1/faults", delete(clear_faults))
         .route("/emulator/v1/propagation", post(propagation))
+        .route("/emulator/v1/accounts/{email}/bindings", post(add_binding))
+        .route("/emulator/v1/aws-providers", post(add_aws_provider))
+        .route("/emulator/v1/aws-sts", post(set_aws_sts))
+        .route("/emulator/v1/vertex-members", post(add_vertex_member))
 }
 
 /// Mints a key that works at once, creating the account when needed.
@@ -70,6 +74,8 @@ async fn account(State(shared): State<Arc<Shared>>, Path(email): Path<String>) -
 struct Policy {
     key_creation_disabled: Option<bool>,
     vertex_denied: Option<bool>,
+    /// `constraints/iam.allowServiceAccountCredentialLifetimeExtension` lists the account.
+    lifetime_extension: Option<bool>,
 }
 
 async fn policy(State(shared): State<Arc<Shared>>, Path(email): Path<String>, Json(p): Json<Policy>) -> Json<Value> {
@@ -81,7 +87,14 @@ async fn policy(State(shared): State<Arc<Shared>>, Path(email): Path<String>, Js
     if let Some(v) = p.vertex_denied {
         account.vertex_denied = v;
     }
-    Json(json!({"key_creation_disabled": account.key_creation_disabled, "vertex_denied": account.vertex_denied}))
+    if let Some(v) = p.lifetime_extension {
+        account.lifetime_extension = v;
+    }
+    Json(json!({
+        "key_creation_disabled": account.key_creation_disabled,
+        "vertex_denied": account.vertex_denied,
+        "lifetime_extension": account.lifetime_extension,
+    }))
 }
 
 async fn add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<Fault>) -> Json<Value> {
@@ -106,4 +119,53 @@ struct Propagation {
 async fn propagation(State(shared): State<Arc<Shared>>, Json(p): Json<Propagation>) -> Json<Value> {
     shared.world().propagation_delay = Duration::from_millis(p.delay_ms);
     Json(json!({ "delay_ms": p.delay_ms }))
+}
+
+#[derive(Deserialize)]
+struct Binding {
+    role: String,
+    member: String,
+}
+
+/// Grants `member` (an account's email, or a `principal://` / `principalSet://`) `role` on the
+/// account `email`.
+async fn add_binding(
+    State(shared): State<Arc<Shared>>,
+    Path(email): Path<String>,
+    Json(b): Json<Binding>,
+) -> Json<Value> {
+    shared.world().account_mut(&email).bindings.insert((b.role.clone(), b.member.clone()));
+    Json(json!({"resource": email, "role": b.role, "member": b.member}))
+}
+
+#[derive(Deserialize)]
+struct NewAwsProvider {
+    /// `//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER`
+    audience: String,
+    aws_account: String,
+}
+
+async fn add_aws_provider(State(shared): State<Arc<Shared>>, Json(p): Json<NewAwsProvider>) -> Json<Value> {
+    shared.world().aws_providers.insert(p.audience.clone(), AwsProvider { aws_account: p.aws_account.clone() });
+    Json(json!({"audience": p.audience, "aws_account": p.aws_account}))
+}
+
+#[derive(Deserialize)]
+struct AwsSts {
+    endpoint: String,
+}
+
+async fn set_aws_sts(State(shared): State<Arc<Shared>>, Json(p): Json<AwsSts>) -> Json<Value> {
+    shared.world().aws_sts_endpoint = Some(p.endpoint.clone());
+    Json(json!({"endpoint": p.endpoint}))
+}
+
+#[derive(Deserialize)]
+struct VertexMember {
+    member: String,
+}
+
+async fn add_vertex_member(State(shared): State<Arc<Shared>>, Json(m): Json<VertexMember>) -> Json<Value> {
+    shared.world().vertex_members.insert(m.member.clone());
+    Json(json!({"member": m.member}))
 }

@@ -4,6 +4,9 @@
 //! |---|---|
 //! | [`iam`] | `iam.googleapis.com/v1` service-account keys: create, list, get, delete, disable, enable |
 //! | [`oauth`] | the OAuth token endpoint (JWT-bearer grant: access and ID tokens) and `/oauth2/v3/certs` |
+//! | [`sts`] | Google STS `/v1/token`: AWS subject tokens exchanged for federated access tokens |
+//! | [`aws`] | AWS subject tokens: SigV4 recomputed, GetCallerIdentity replayed to AWS STS (moto) |
+//! | [`iam_credentials`] | IAM Credentials `generateAccessToken`, `generateIdToken`, `signJwt` (impersonation) |
 //! | [`vertex`] | Vertex AI `:predict` and `:generateContent` |
 //! | [`admin`] | `/emulator/v1/...`: seed accounts, inject faults, set propagation delay, read counters |
 //! | [`state`] | the world behind them: accounts, keys, issued tokens, faults, counters |
@@ -12,14 +15,19 @@
 //!
 //! Google's behaviour it keeps: RS256 assertions verified against the keys it minted (by `kid`,
 //! else any enabled key), at most 10 keys per account, the key-creation org policy, new keys
-//! invisible and unusable for a propagation delay, and Google's error bodies throughout.
+//! invisible and unusable for a propagation delay, federation only for providers it knows and
+//! callers whose signature verifies, impersonation only along bindings, token lifetimes within
+//! the org policy, and Google's error bodies throughout.
 
 pub mod admin;
+pub mod aws;
 pub mod crypto;
 pub mod google_error;
 pub mod iam;
+pub mod iam_credentials;
 pub mod oauth;
 pub mod state;
+pub mod sts;
 pub mod vertex;
 
 use std::net::SocketAddr;
@@ -36,6 +44,8 @@ pub use state::{Counters, Fault, KeyInfo};
 /// State shared by every handler.
 pub struct Shared {
     world: Mutex<World>,
+    /// For calls to AWS STS (subject-token verification).
+    http: reqwest::Client,
 }
 
 impl Shared {
@@ -97,7 +107,8 @@ impl Emulator {
     pub async fn start_on(port: u16) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { world: Mutex::new(World::new(format!("http://{addr}"))) });
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        let shared = Arc::new(Shared { world: Mutex::new(World::new(format!("http://{addr}"))), http });
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(shared.clone());
         tokio::spawn(async move {
@@ -151,6 +162,35 @@ impl Emulator {
     /// Denies (or grants) `email` the Vertex AI predict permission.
     pub fn set_vertex_denied(&self, email: &str, denied: bool) {
         self.shared.world().account_mut(email).vertex_denied = denied;
+    }
+
+    /// Grants `member` (an account's email or a federated `principal://` / `principalSet://`)
+    /// `role` on the account `target`, e.g. [`state::TOKEN_CREATOR`].
+    pub fn grant(&self, target: &str, role: &str, member: &str) {
+        self.shared.world().account_mut(target).bindings.insert((role.to_string(), member.to_string()));
+    }
+
+    /// Lists (or unlists) `email` in the org policy
+    /// `constraints/iam.allowServiceAccountCredentialLifetimeExtension` (tokens up to 12 hours).
+    pub fn set_lifetime_extension(&self, email: &str, allowed: bool) {
+        self.shared.world().account_mut(email).lifetime_extension = allowed;
+    }
+
+    /// Creates a workload identity pool provider for AWS account `aws_account`; `audience` is
+    /// its full resource name, `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/V`.
+    pub fn add_aws_provider(&self, audience: &str, aws_account: &str) {
+        let provider = state::AwsProvider { aws_account: aws_account.to_string() };
+        self.shared.world().aws_providers.insert(audience.to_string(), provider);
+    }
+
+    /// Where subject tokens' GetCallerIdentity requests go (moto in tests).
+    pub fn set_aws_sts_endpoint(&self, endpoint: &str) {
+        self.shared.world().aws_sts_endpoint = Some(endpoint.to_string());
+    }
+
+    /// Grants a federated member (`principal://...` or `principalSet://...`) Vertex AI use.
+    pub fn grant_vertex(&self, member: &str) {
+        self.shared.world().vertex_members.insert(member.to_string());
     }
 
     /// How long new keys stay invisible and unusable.
@@ -223,6 +263,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{sa}/keys"), get(iam::list).post(iam::create))
         .route(&format!("{sa}/keys/{{key}}"), get(iam::get).delete(iam::delete).post(iam::action))
         .route("/token", post(oauth::token))
+        .route("/v1/token", post(sts::token))
+        .route("/v1/projects/{project}/serviceAccounts/{target}", post(iam_credentials::call))
         .route("/oauth2/v3/certs", get(oauth::certs))
         .route("/v1/projects/{project}/locations/{location}/endpoints/{endpoint}", post(vertex::endpoint))
         .route("/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}", post(vertex::model))

@@ -111,7 +111,13 @@ fn mint(shared: &Shared, assertion: &str) -> Result<Value, MintError> {
     let access_token = format!("ya29.emu-{}", crypto::random_token(32));
     world.tokens.insert(
         access_token.clone(),
-        IssuedToken { email: email.clone(), key_id, scopes, expires: now + chrono::Duration::seconds(TOKEN_LIFETIME) },
+        IssuedToken {
+            email: email.clone(),
+            key_id,
+            groups: Vec::new(),
+            scopes,
+            expires: now + chrono::Duration::seconds(TOKEN_LIFETIME),
+        },
     );
     world.counters_mut(&email).access_tokens += 1;
     Ok(json!({ "access_token": access_token, "expires_in": TOKEN_LIFETIME - 1, "token_type": "Bearer" }))

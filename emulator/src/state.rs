@@ -46,12 +46,32 @@ pub struct Account {
     /// `iam.serviceAccountKeyExpiryHours`: new keys expire this long after creation.
     pub key_expiry: Option<chrono::Duration>,
     pub client_id: String,
+    /// IAM bindings on the account as a resource: (role, member). A member is another
+    /// account's email or a federated `principal://` / `principalSet://` identifier.
+    pub bindings: HashSet<(String, String)>,
+    /// Listed in the org policy `constraints/iam.allowServiceAccountCredentialLifetimeExtension`:
+    /// access tokens may live up to 12 hours.
+    pub lifetime_extension: bool,
+}
+
+/// Roles that carry `iam.serviceAccounts.getAccessToken`, `getOpenIdToken` and `signJwt`.
+pub const TOKEN_CREATOR: &str = "roles/iam.serviceAccountTokenCreator";
+pub const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
+
+/// A workload identity pool's AWS provider.
+#[derive(Debug, Clone)]
+pub struct AwsProvider {
+    /// The only AWS account whose callers it accepts.
+    pub aws_account: String,
 }
 
 pub struct IssuedToken {
+    /// The account it acts as, or the federated `principal://` it was exchanged for.
     pub email: String,
-    /// The key whose signature earned this token.
+    /// The key whose signature earned this token (empty for exchanged and impersonated tokens).
     pub key_id: String,
+    /// For a federated token: the `principalSet://` identifiers its principal belongs to.
+    pub groups: Vec<String>,
     pub scopes: Vec<String>,
     pub expires: DateTime<Utc>,
 }
@@ -106,6 +126,12 @@ pub struct World {
     pub in_flight: HashMap<String, (u64, u64)>,
     pub propagation_delay: Duration,
     pub signing_key: SigningKey,
+    /// Workload identity pool providers by full resource name (`//iam.googleapis.com/projects/...`).
+    pub aws_providers: HashMap<String, AwsProvider>,
+    /// Where GetCallerIdentity requests from subject tokens are sent (AWS STS, or moto).
+    pub aws_sts_endpoint: Option<String>,
+    /// Federated members (`principal://...`, `principalSet://...`) granted Vertex AI use.
+    pub vertex_members: HashSet<String>,
 }
 
 impl World {
@@ -120,6 +146,9 @@ impl World {
             in_flight: HashMap::new(),
             propagation_delay: Duration::ZERO,
             signing_key: SigningKey::generate(),
+            aws_providers: HashMap::new(),
+            aws_sts_endpoint: None,
+            vertex_members: HashSet::new(),
         }
     }
 
@@ -218,6 +247,23 @@ impl World {
     /// The account behind a bearer token, when the token is one we issued and still valid.
     pub fn bearer(&self, token: &str) -> Option<&IssuedToken> {
         self.tokens.get(token).filter(|t| t.expires > Utc::now())
+    }
+
+    /// Whether the holder of `token` holds one of `roles` on the account `target`.
+    pub fn has_role_on(&self, token: &IssuedToken, target: &str, roles: &[&str]) -> bool {
+        let Some(account) = self.accounts.get(target) else { return false };
+        std::iter::once(&token.email)
+            .chain(&token.groups)
+            .any(|member| roles.iter().any(|role| account.bindings.contains(&(role.to_string(), member.clone()))))
+    }
+
+    /// Whether the token's identity may call Vertex AI: a service account not denied it, or a
+    /// federated principal granted it (directly or through a principal set).
+    pub fn may_use_vertex(&self, token: &IssuedToken) -> bool {
+        match self.accounts.get(&token.email) {
+            Some(account) => !account.vertex_denied,
+            None => std::iter::once(&token.email).chain(&token.groups).any(|m| self.vertex_members.contains(m)),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ fn authorize(shared: &Shared, headers: &HeaderMap, permission: &str, resource: &
     if !token.scopes.iter().any(|s| s == CLOUD_PLATFORM) {
         return Err(ApiError::insufficient_scopes());
     }
-    if world.accounts.get(&token.email).is_none_or(|a| a.vertex_denied) {
+    if !world.may_use_vertex(token) {
         return Err(ApiError::permission_denied(permission, resource));
     }
     Ok(())

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod extensions_api;
 pub mod failing_store;
+pub mod federation;
 pub mod runtime_api;
 
 use std::io::{BufRead, BufReader};

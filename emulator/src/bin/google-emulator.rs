@@ -9,6 +9,9 @@ struct Args {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// AWS STS (or moto) that verifies federation subject tokens, e.g. http://127.0.0.1:5000.
+    #[arg(long)]
+    aws_sts_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -20,6 +23,9 @@ async fn main() -> std::io::Result<()> {
     tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer()).init();
     let args = Args::parse();
     let emulator = google_emulator::Emulator::start_on(args.port).await?;
+    if let Some(endpoint) = &args.aws_sts_endpoint {
+        emulator.set_aws_sts_endpoint(endpoint);
+    }
     let url = emulator.url();
     println!("google-emulator listening on {url}");
     println!();
