@@ -43,7 +43,25 @@ pub struct Config {
     pub log: String,
     /// The broker's bounds against its neighbours.
     pub limits: Limits,
+    /// `VERTEX_BROKER_CREDENTIAL_CONFIG`: a Google `external_account` configuration (inline
+    /// JSON or a file path). When set, the default account federates from AWS: no secret.
+    pub credential_config: Option<String>,
+    /// `VERTEX_BROKER_IMPERSONATE`: the account whose tokens are served, impersonated with the
+    /// source's token (a rotated key or federation).
+    pub impersonate: Option<String>,
+    /// `VERTEX_BROKER_DELEGATES`: accounts between the source and the impersonated account.
+    pub delegates: Vec<String>,
+    /// `VERTEX_BROKER_TOKEN_LIFETIME`: access-token lifetime when impersonating.
+    pub token_lifetime: Duration,
+    /// `VERTEX_BROKER_IAM_CREDENTIALS_ENDPOINT`: IAM Credentials base URL (impersonation from a
+    /// rotated key, or `VERTEX_BROKER_IMPERSONATE`).
+    pub iam_credentials_endpoint: String,
+    /// `VERTEX_BROKER_PROJECT_ID`: the metadata `project-id`; else the served account's project.
+    pub project_id: Option<String>,
 }
+
+/// The longest token lifetime Google allows (with the org policy's extension).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(43200);
 
 /// What a neighbour on 127.0.0.1 can make the broker hold or spend. Over a limit the broker
 /// answers 429 with `Retry-After` and the limit's variable; it never grows. Defaults fit a
@@ -195,7 +213,53 @@ impl Config {
                 })
             }
         };
+        let credential_config = get("VERTEX_BROKER_CREDENTIAL_CONFIG");
+        if let Some(c) = &credential_config {
+            if let Err(e) = crate::google::federation::CredentialConfig::load(c) {
+                let shown = if c.trim_start().starts_with('{') { "(inline JSON)".to_string() } else { c.clone() };
+                return Err(ConfigError { variable: "VERTEX_BROKER_CREDENTIAL_CONFIG", value: shown, expected: e.0 });
+            }
+        }
+        let token_lifetime = duration("VERTEX_BROKER_TOKEN_LIFETIME", Duration::from_secs(3600))?;
+        if token_lifetime > MAX_TOKEN_LIFETIME || token_lifetime.subsec_nanos() != 0 {
+            return Err(ConfigError {
+                variable: "VERTEX_BROKER_TOKEN_LIFETIME",
+                value: get("VERTEX_BROKER_TOKEN_LIFETIME").unwrap_or_default(),
+                expected: "whole seconds up to 43200s (above 3600s only where the org policy \
+                           constraints/iam.allowServiceAccountCredentialLifetimeExtension lists the account)"
+                    .into(),
+            });
+        }
+        let emails = |name: &'static str| -> Result<Vec<String>, ConfigError> {
+            let list: Vec<String> = get(name)
+                .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default();
+            match list.iter().find(|e| !e.contains('@') || e.contains(['/', ':', ' '])) {
+                Some(bad) => Err(ConfigError {
+                    variable: name,
+                    value: bad.clone(),
+                    expected: "service-account emails (name@project.iam.gserviceaccount.com), comma separated".into(),
+                }),
+                None => Ok(list),
+            }
+        };
+        let impersonate = emails("VERTEX_BROKER_IMPERSONATE")?;
+        if impersonate.len() > 1 {
+            return Err(ConfigError {
+                variable: "VERTEX_BROKER_IMPERSONATE",
+                value: impersonate.join(","),
+                expected: "one account; put the accounts in between in VERTEX_BROKER_DELEGATES".into(),
+            });
+        }
+        let delegates = emails("VERTEX_BROKER_DELEGATES")?;
         Ok(Self {
+            credential_config,
+            impersonate: impersonate.into_iter().next(),
+            delegates,
+            token_lifetime,
+            iam_credentials_endpoint: get("VERTEX_BROKER_IAM_CREDENTIALS_ENDPOINT")
+                .unwrap_or_else(|| crate::google::iam_credentials::DEFAULT_ENDPOINT.to_string()),
+            project_id: get("VERTEX_BROKER_PROJECT_ID"),
             secret_ids,
             port,
             scopes,

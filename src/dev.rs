@@ -44,12 +44,11 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
     // Re-check the secret often so each rotation shows up within seconds.
     let ttl = (opts.rotate_every / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let settings = BrokerSettings {
-        secret_ids: vec![arn.clone()],
         scopes: vec![DEFAULT_SCOPE.to_string()],
         secret_ttl: ttl,
         http_timeout: Duration::from_secs(5),
         cache: CachePolicy::default(),
-        limits: crate::config::Limits::default(),
+        ..BrokerSettings::for_secrets(vec![arn.clone()])
     };
     let broker = Arc::new(Broker::new(&settings, store.clone()).expect("one secret id is configured"));
     broker.warm_up().await;

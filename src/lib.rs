@@ -9,6 +9,8 @@
 //! | [`key`] | `ServiceAccountKey`: parse and validate a Google JSON key file; redacted, zeroized |
 //! | [`google::iam`] | `IamClient`: create/list/get/delete/disable/enable keys; Google errors typed |
 //! | [`google::token`] | `TokenClient`, one per process: access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |
+//! | [`google::federation`] | AWS workload identity federation: `external_account` config, SigV4 subject token (`aws-sigv4`), STS exchange |
+//! | [`google::iam_credentials`] | impersonation: `generateAccessToken` / `generateIdToken` with delegates and lifetimes |
 //! | [`store`] | `SecretStore`, the storage seam: Secrets Manager and in-memory implementations |
 //! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI; `ErrorClass` names each failure |
 //! | [`rotation::operator`] | what the CLI adds on the engine: local rotation, status, revoke, first key |

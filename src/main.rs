@@ -519,7 +519,7 @@ async fn revoke(config: &Config, args: RevokeArgs, out: Output) -> Result<(), Fa
 }
 
 async fn serve(config: Config) -> Result<(), Failure> {
-    if config.secret_ids.is_empty() {
+    if config.secret_ids.is_empty() && config.credential_config.is_none() {
         return Err(Failure::usage(vertex_broker::broker::BrokerError::NoSecret.to_string()));
     }
     let signals = Signals::install().map_err(|e| Failure::failed(format!("cannot install signal handlers: {e}")))?;
@@ -527,9 +527,11 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let listener = server::bind(config.port).await.map_err(|e| {
         Failure::failed(format!("cannot listen on 127.0.0.1:{}: {e}; pick another with --port", config.port))
     })?;
-    let store = Arc::new(SecretsManagerStore::from_env().await);
-    let broker =
-        Arc::new(Broker::new(&BrokerSettings::from(&config), store).map_err(|e| Failure::usage(e.to_string()))?);
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = Arc::new(SecretsManagerStore::from_config(&aws));
+    let mut settings = BrokerSettings::from(&config);
+    settings.aws = vertex_broker::google::federation::AwsIdentity::from_sdk_config(&aws);
+    let broker = Arc::new(Broker::new(&settings, store).map_err(|e| Failure::usage(e.to_string()))?);
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%addr, "vertex-broker listening");
     println!("vertex-broker serving on {addr}\nexport GCE_METADATA_HOST={addr} GCE_METADATA_IP={addr}");

@@ -372,21 +372,6 @@ async fn status_reports_what_is_in_use_and_no_response_holds_key_material() {
     }
 }
 
-/// A Google client library process pointed at the broker exactly as the layer's wrapper does it,
-/// with no other Google configuration it could fall back on (empty HOME, no gcloud config).
-fn google_client(program: &str, b: &RunningBroker) -> tokio::process::Command {
-    let home = std::env::temp_dir().join(support::unique("client-home"));
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("CLOUDSDK_CONFIG", &home)
-        .env("GCE_METADATA_HOST", b.addr.to_string())
-        .env("GCE_METADATA_IP", b.addr.to_string());
-    cmd
-}
-
 /// Runs a client, then checks what every client must have got: the broker's account and project,
 /// an access token the emulator's Vertex accepts, and an ID token for the audience.
 async fn check_client_output(f: &Fixture, mut cmd: tokio::process::Command, name: &str) -> serde_json::Value {
@@ -409,7 +394,7 @@ const AUDIENCE: &str = "https://example.run.app";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_auth_python_works_unmodified_against_the_broker() {
     let (f, b) = fixture_and_broker("python", Duration::from_secs(300), CachePolicy::default()).await;
-    let mut cmd = google_client(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"), &b);
+    let mut cmd = support::broker::google_client(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"), &b);
     cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/google_auth_client.py")).arg(AUDIENCE);
     let v = check_client_output(&f, cmd, "python google-auth").await;
     assert_eq!(v["kind"], "google.auth.compute_engine.credentials.Credentials");
@@ -418,7 +403,7 @@ async fn google_auth_python_works_unmodified_against_the_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_auth_library_for_node_works_unmodified_against_the_broker() {
     let (f, b) = fixture_and_broker("node", Duration::from_secs(300), CachePolicy::default()).await;
-    let mut cmd = google_client("node", &b);
+    let mut cmd = support::broker::google_client("node", &b);
     cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/google_auth_client.js")).arg(AUDIENCE);
     let v = check_client_output(&f, cmd, "node google-auth-library").await;
     assert_eq!(v["kind"], "Compute", "GoogleAuth chose its metadata-server client");
@@ -443,7 +428,7 @@ async fn golang_oauth2_google_works_unmodified_against_the_broker() {
         .await
         .expect("the test command installs Debian's golang-go and golang-golang-x-oauth2-google-dev");
     assert!(build.status.success(), "go build: {}", String::from_utf8_lossy(&build.stderr));
-    let mut cmd = google_client(binary.to_str().unwrap(), &b);
+    let mut cmd = support::broker::google_client(binary.to_str().unwrap(), &b);
     cmd.arg(AUDIENCE);
     let v = check_client_output(&f, cmd, "go x/oauth2/google").await;
     assert_eq!(v["token_type"], "Bearer");

@@ -1,5 +1,7 @@
-//! `Account`: one secret's service account inside the broker. Holds the AWSCURRENT key (re-read
-//! when the version moves), and its access-token and ID-token caches.
+//! `Account`: one account the broker serves, its token [`Source`] (the AWSCURRENT key of a
+//! secret, re-read when the version moves, or AWS workload identity federation), optional
+//! impersonation on top, and its access-token and ID-token caches. Every source shares the
+//! caches' rules: refresh ahead, single-flight, backoff and outage handling.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -10,6 +12,8 @@ use tokio::time::Instant;
 
 use super::mint_limit::MintLimiter;
 use super::token_cache::{epoch, Admission, CachePolicy, Lookup, NoToken, Slot, TokenCache, Unavailable};
+use crate::google::federation::Federation;
+use crate::google::iam_credentials::{IamCredentials, Impersonation};
 use crate::google::token::{Token, TokenClient, TokenError};
 use crate::key::ServiceAccountKey;
 use crate::store::{SecretStore, AWSCURRENT};
@@ -42,8 +46,30 @@ pub struct Counters {
     pub limited: AtomicU64,
 }
 
+/// Where an account's own tokens come from.
+pub enum Source {
+    /// The rotated key in the secret `secret_id`.
+    Key,
+    /// AWS workload identity federation; with the configuration's own impersonation, if any.
+    Federation { federation: Box<Federation>, impersonation: Option<Impersonation> },
+}
+
+/// The scope a caller token for impersonation carries.
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// A cached caller token is reused while it has at least this long left.
+const CALLER_MIN_LIFE: Duration = Duration::from_secs(300);
+
 pub struct Account {
+    /// The secret holding the key (`Source::Key`); a label for other sources.
     pub secret_id: String,
+    source: Source,
+    /// `VERTEX_BROKER_IMPERSONATE`: tokens served are this account's.
+    impersonation: Option<Impersonation>,
+    iam_credentials: IamCredentials,
+    /// The caller token for `impersonation` (the source's), reused while fresh.
+    caller: tokio::sync::Mutex<Option<Token>>,
+    /// The federated token the configuration's own impersonation is called with.
+    federated: tokio::sync::Mutex<Option<Token>>,
     store: Arc<dyn SecretStore>,
     tokens: TokenClient,
     secret_ttl: Duration,
@@ -83,6 +109,11 @@ impl Account {
         let AccountLimits { policy, max_slots, default_scope_key, limiter } = limits;
         Self {
             secret_id,
+            source: Source::Key,
+            impersonation: None,
+            iam_credentials: IamCredentials::new(tokens.timeout()),
+            caller: tokio::sync::Mutex::new(None),
+            federated: tokio::sync::Mutex::new(None),
             store,
             tokens,
             secret_ttl,
@@ -97,13 +128,71 @@ impl Account {
         }
     }
 
+    /// An account whose tokens come from AWS workload identity federation (no secret).
+    pub fn federated(
+        federation: Federation,
+        config_impersonation: Option<Impersonation>,
+        store: Arc<dyn SecretStore>,
+        tokens: TokenClient,
+        limits: AccountLimits,
+    ) -> Self {
+        // The store is never read: the source is not a key.
+        let mut account = Self::new("federation".into(), store, tokens, Duration::MAX, limits);
+        account.source = Source::Federation { federation: Box::new(federation), impersonation: config_impersonation };
+        account
+    }
+
+    /// Serves `impersonation.target`'s tokens, minted with this account's own.
+    pub fn impersonating(mut self, impersonation: Impersonation) -> Self {
+        self.impersonation = Some(impersonation);
+        self
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    pub fn impersonation(&self) -> Option<&Impersonation> {
+        self.impersonation.as_ref()
+    }
+
+    /// Holds a key from a secret (re-read on SECRET_TTL and SIGHUP).
+    pub fn has_secret(&self) -> bool {
+        matches!(self.source, Source::Key)
+    }
+
+    /// The account whose tokens are served: the impersonated one, the key's, or the one the
+    /// federation configuration impersonates. `Ok(None)`: federation without impersonation
+    /// serves a federated principal, which has no email.
+    pub async fn served_email(self: &Arc<Self>) -> Result<Option<String>, Unavailable> {
+        if let Some(i) = &self.impersonation {
+            return Ok(Some(i.target.clone()));
+        }
+        match &self.source {
+            Source::Key => Ok(Some(self.key(false).await?.key.client_email().to_string())),
+            Source::Federation { impersonation, .. } => Ok(impersonation.as_ref().map(|i| i.target.clone())),
+        }
+    }
+
+    /// Ready to mint: for a key, it has been loaded.
+    pub async fn prepare(self: &Arc<Self>) -> bool {
+        !self.has_secret() || self.key(false).await.is_ok()
+    }
+
     /// The key in use, if one has been loaded.
     pub fn current(&self) -> Option<Arc<CurrentKey>> {
         self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The served account's email when known without I/O (see [`Self::served_email`]).
     pub fn email(&self) -> Option<String> {
-        self.current().map(|k| k.key.client_email().to_string())
+        if let Some(i) = &self.impersonation {
+            return Some(i.target.clone());
+        }
+        match &self.source {
+            Source::Key => self.current().map(|k| k.key.client_email().to_string()),
+            Source::Federation { impersonation, .. } => impersonation.as_ref().map(|i| i.target.clone()),
+        }
     }
 
     pub fn key_error(&self) -> Option<String> {
@@ -118,7 +207,7 @@ impl Account {
     }
 
     fn check_due(&self) -> bool {
-        self.last_check().is_none_or(|t| t.elapsed() >= self.secret_ttl)
+        self.has_secret() && self.last_check().is_none_or(|t| t.elapsed() >= self.secret_ttl)
     }
 
     /// Starts a background re-check of the secret when SECRET_TTL has passed. Cheap when not.
@@ -264,12 +353,92 @@ impl Account {
 
     async fn mint_access(self: &Arc<Self>, scope_key: &str) -> Result<Token, String> {
         let scopes: Vec<String> = scope_key.split(' ').map(str::to_string).collect();
-        let scopes = &scopes;
-        self.mint(|key| async move { self.tokens.access_token(&key, scopes).await }).await
+        match &self.impersonation {
+            Some(to) => {
+                let caller = self.caller_token().await?;
+                self.counted(self.iam_credentials.access_token(&caller.secret, to, &scopes).await, Step::Impersonate)
+            }
+            None => self.source_access(&scopes).await,
+        }
     }
 
     async fn mint_id(self: &Arc<Self>, audience: &str) -> Result<Token, String> {
-        self.mint(|key| async move { self.tokens.id_token(&key, audience).await }).await
+        if let Some(to) = &self.impersonation {
+            let caller = self.caller_token().await?;
+            return self.counted(self.iam_credentials.id_token(&caller.secret, to, audience).await, Step::Impersonate);
+        }
+        match &self.source {
+            Source::Key => self.mint(|key| async move { self.tokens.id_token(&key, audience).await }).await,
+            Source::Federation { impersonation: Some(to), .. } => {
+                let federated = self.federated_token().await?;
+                self.counted(self.iam_credentials.id_token(&federated.secret, to, audience).await, Step::Impersonate)
+            }
+            Source::Federation { impersonation: None, .. } => {
+                Err("ID tokens need a service account, and federation without impersonation has none: set \
+                 VERTEX_BROKER_IMPERSONATE to an account the federated principal may impersonate \
+                 (roles/iam.workloadIdentityUser), or create the credential configuration with \
+                 --service-account"
+                    .into())
+            }
+        }
+    }
+
+    /// A token of the source's own identity for `scopes`: the key's account, or the federated
+    /// principal (impersonating the configuration's account when it names one).
+    async fn source_access(self: &Arc<Self>, scopes: &[String]) -> Result<Token, String> {
+        match &self.source {
+            Source::Key => self.mint(|key| async move { self.tokens.access_token(&key, scopes).await }).await,
+            Source::Federation { impersonation: Some(to), .. } => {
+                let federated = self.federated_token().await?;
+                self.counted(self.iam_credentials.access_token(&federated.secret, to, scopes).await, Step::Impersonate)
+            }
+            Source::Federation { federation, impersonation: None } => {
+                self.counted(federation.exchange(scopes).await, Step::Exchange)
+            }
+        }
+    }
+
+    /// The source's cloud-platform token that `VERTEX_BROKER_IMPERSONATE` is called with,
+    /// reused while it has [`CALLER_MIN_LIFE`] left (one mint per hour, not one per token).
+    async fn caller_token(self: &Arc<Self>) -> Result<Token, String> {
+        let mut cached = self.caller.lock().await;
+        if let Some(t) = cached.as_ref().filter(|t| fresh(t)) {
+            return Ok(t.clone());
+        }
+        let token = self.source_access(&[CLOUD_PLATFORM.to_string()]).await?;
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    /// The federated token the configuration's own impersonation is called with, reused while
+    /// fresh.
+    async fn federated_token(self: &Arc<Self>) -> Result<Token, String> {
+        let Source::Federation { federation, .. } = &self.source else {
+            return Err("not a federated account".into());
+        };
+        let mut cached = self.federated.lock().await;
+        if let Some(t) = cached.as_ref().filter(|t| fresh(t)) {
+            return Ok(t.clone());
+        }
+        let token = self.counted(federation.exchange(&[CLOUD_PLATFORM.to_string()]).await, Step::Exchange)?;
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Counts a federation or impersonation call's outcome; a failure becomes what a client may
+    /// be told.
+    fn counted(&self, result: Result<Token, TokenError>, step: Step) -> Result<Token, String> {
+        match result {
+            Ok(token) => {
+                self.counters.mints.fetch_add(1, Ordering::Relaxed);
+                Ok(token)
+            }
+            Err(e) => {
+                self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(account = %self.secret_id, error = %e, "minting a token failed");
+                Err(explain_step(step, &e, self.impersonation.as_ref().map(|i| i.lifetime)))
+            }
+        }
     }
 
     /// Mints with the current key; after `invalid_grant` (the key was rotated away) re-reads the
@@ -309,7 +478,7 @@ impl Account {
     /// secret re-check when SECRET_TTL has passed, then renewals of the tokens that are due, in
     /// parallel within the mint cap. `None` when nothing is due: the INVOKE costs nothing.
     pub fn start_due_work(self: &Arc<Self>) -> Option<JoinHandle<()>> {
-        let recheck = self.current().is_none() || self.check_due();
+        let recheck = self.has_secret() && (self.current().is_none() || self.check_due());
         if !recheck && self.access.due().is_empty() && self.id.due().is_empty() {
             return None;
         }
@@ -336,6 +505,52 @@ impl Account {
 
     pub fn id_cache(&self) -> &TokenCache<String> {
         &self.id
+    }
+}
+
+/// Which call of a federation or impersonation mint failed.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Exchange,
+    Impersonate,
+}
+
+fn fresh(token: &Token) -> bool {
+    (token.expires_at - chrono::Utc::now()).to_std().is_ok_and(|left| left > CALLER_MIN_LIFE)
+}
+
+/// A federation or impersonation failure as a client may read it: Google's reason and what to do.
+fn explain_step(step: Step, e: &TokenError, lifetime: Option<Duration>) -> String {
+    let (what, fix) = match step {
+        Step::Exchange => (
+            "Google STS refused to exchange the AWS identity",
+            "check the pool provider named in VERTEX_BROKER_CREDENTIAL_CONFIG, its AWS account and attribute \
+             condition, and that this role's principal is allowed (`vertex-broker doctor` shows each step)",
+        ),
+        Step::Impersonate => (
+            "IAM Credentials refused to impersonate the service account",
+            "grant the caller roles/iam.serviceAccountTokenCreator (a key's account) or \
+             roles/iam.workloadIdentityUser (a federated principal) on it, and each delegate on the next",
+        ),
+    };
+    match e {
+        TokenError::Refused { error, description, .. } => {
+            let long = lifetime.is_some_and(|l| l > Duration::from_secs(3600));
+            if long && (error == "INVALID_ARGUMENT" || description.contains("lifetime")) {
+                return format!(
+                    "{what} ({error}: {description}); VERTEX_BROKER_TOKEN_LIFETIME above 3600s needs the account \
+                     listed in the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension, or a \
+                     lifetime of at most 3600s"
+                );
+            }
+            format!("{what} ({error}: {description}); {fix}")
+        }
+        TokenError::Unreachable { message, .. } => {
+            format!(
+                "{what}: the call did not complete ({message}); check AWS credentials and the network path to Google"
+            )
+        }
+        TokenError::BadResponse { message, .. } => format!("{what}: unexpected answer ({message})"),
     }
 }
 

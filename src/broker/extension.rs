@@ -87,8 +87,9 @@ pub async fn run() -> Result<(), BoxError> {
                     .to_string(),
             ))?,
         );
-        let broker = Broker::new(&BrokerSettings::from(&config), store)
-            .map_err(|e| ("Extension.ConfigInvalid", e.to_string()))?;
+        let mut settings = BrokerSettings::from(&config);
+        settings.aws = crate::google::federation::AwsIdentity::from_lambda_env();
+        let broker = Broker::new(&settings, store).map_err(|e| ("Extension.ConfigInvalid", e.to_string()))?;
         Ok::<_, (&str, String)>((Arc::new(broker), listener))
     }
     .await;

@@ -187,22 +187,39 @@ fn not_found(path: &str) -> Reply {
     Reply::error(404, format!("vertex-broker: {} is not a metadata path this server answers", guard::printable(path)))
 }
 
+/// VERTEX_BROKER_PROJECT_ID, else the project of the account served (a key's own project, or
+/// the impersonated account's), else the federation pool's project number.
 async fn project_id(broker: &Broker) -> Reply {
+    if let Some(p) = broker.project_id() {
+        return Reply::text(p.to_string());
+    }
     let Some(account) = broker.account("default").await else { return not_found("project-id") };
-    match account.key(false).await {
-        Ok(k) => match k.key.project_id() {
-            Some(p) => Reply::text(p.to_string()),
-            None => Reply::error(404, "vertex-broker: the key names no project"),
-        },
-        Err(e) => Reply::unavailable("service-account key", e),
+    if account.has_secret() && account.impersonation().is_none() {
+        return match account.key(false).await {
+            Ok(k) => match k.key.project_id() {
+                Some(p) => Reply::text(p.to_string()),
+                None => Reply::error(404, "vertex-broker: the key names no project; set VERTEX_BROKER_PROJECT_ID"),
+            },
+            Err(e) => Reply::unavailable("service-account key", e),
+        };
+    }
+    let from_email =
+        account.email().and_then(|e| e.split_once('@')?.1.strip_suffix(".iam.gserviceaccount.com").map(str::to_string));
+    let from_pool = match account.source() {
+        super::account::Source::Federation { federation, .. } => federation.config.project_number().map(str::to_string),
+        super::account::Source::Key => None,
+    };
+    match from_email.or(from_pool) {
+        Some(p) => Reply::text(p),
+        None => Reply::error(404, "vertex-broker: no project is known; set VERTEX_BROKER_PROJECT_ID"),
     }
 }
 
 async fn list_accounts(broker: &Broker) -> Reply {
     let mut body = String::from("default/\n");
     for a in broker.accounts() {
-        if let Ok(k) = a.key(false).await {
-            body.push_str(k.key.client_email());
+        if let Ok(Some(email)) = a.served_email().await {
+            body.push_str(&email);
             body.push_str("/\n");
         }
     }
@@ -223,9 +240,11 @@ async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
     let is_default = broker.accounts().first().is_some_and(|a| std::sync::Arc::ptr_eq(a, &account));
     let aliases: &[&str] = if is_default { &["default"] } else { &[] };
     // Only these answers need the key itself; token and identity go straight to the cache.
+    // Federation without impersonation serves a principal with no email: `default` routes
+    // Google's libraries back here.
     let email = || async {
-        match account.key(false).await {
-            Ok(k) => Ok(k.key.client_email().to_string()),
+        match account.served_email().await {
+            Ok(email) => Ok(email.unwrap_or_else(|| "default".to_string())),
             Err(e) => Err(Reply::unavailable("service-account key", e)),
         }
     };

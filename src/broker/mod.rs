@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`token_cache`] | per-key token cache: refresh ahead, min life, single-flight, backoff, LRU cap |
 //! | [`mint_limit`] | Google quota a neighbour can spend: mints in flight, first mints per second |
-//! | [`account`] | one secret's account: the AWSCURRENT key, re-read on SECRET_TTL or `invalid_grant`; INVOKE work |
+//! | [`account`] | one served account: its token source (rotated key or federation), impersonation, caches; INVOKE work |
 //! | [`guard`] | who may ask: loopback `Host` only, no browser or proxy headers, GET with `Metadata-Flavor` |
 //! | [`scopes`] | what a request may name: scope sets and audiences validated and normalized |
 //! | [`metadata`] | the metadata protocol: routes, exact content types, 429 and 503 answers |
@@ -35,6 +35,8 @@ use mint_limit::MintLimiter;
 use token_cache::CachePolicy;
 
 use crate::config::{Config, Limits};
+use crate::google::federation::{AwsIdentity, CredentialConfig, Federation};
+use crate::google::iam_credentials::Impersonation;
 use crate::google::token::TokenClient;
 use crate::store::SecretStore;
 
@@ -47,11 +49,39 @@ pub struct BrokerSettings {
     pub http_timeout: Duration,
     pub cache: CachePolicy,
     pub limits: Limits,
+    /// Federation instead of a secret for the default account (`VERTEX_BROKER_CREDENTIAL_CONFIG`).
+    pub credential_config: Option<CredentialConfig>,
+    /// The AWS credentials and region federation signs with (set by the binary: Lambda's
+    /// environment in the extension, aws-config's provider chain in `serve`).
+    pub aws: Option<AwsIdentity>,
+    /// `VERTEX_BROKER_IMPERSONATE` and its delegates, lifetime and endpoint.
+    pub impersonate: Option<String>,
+    pub delegates: Vec<String>,
+    pub token_lifetime: Duration,
+    pub iam_credentials_endpoint: String,
+    pub project_id: Option<String>,
+}
+
+impl BrokerSettings {
+    /// Settings for the keys in `secret_ids`, everything else at its default.
+    pub fn for_secrets(secret_ids: Vec<String>) -> Self {
+        let mut settings = Self::from(&Config::from_lookup(|_| None).expect("the defaults are valid"));
+        settings.secret_ids = secret_ids;
+        settings
+    }
 }
 
 impl From<&Config> for BrokerSettings {
     fn from(c: &Config) -> Self {
         Self {
+            // Config validated it.
+            credential_config: c.credential_config.as_deref().and_then(|v| CredentialConfig::load(v).ok()),
+            aws: None,
+            impersonate: c.impersonate.clone(),
+            delegates: c.delegates.clone(),
+            token_lifetime: c.token_lifetime,
+            iam_credentials_endpoint: c.iam_credentials_endpoint.clone(),
+            project_id: c.project_id.clone(),
             secret_ids: c.secret_ids.clone(),
             scopes: c.scopes.clone(),
             secret_ttl: c.secret_ttl,
@@ -66,10 +96,17 @@ impl From<&Config> for BrokerSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error(
-        "VERTEX_BROKER_SECRET_ID is not set: set it to the id or ARN of the Secrets Manager secret \
-         that holds the Google service-account key (several, comma separated)"
+        "neither VERTEX_BROKER_SECRET_ID nor VERTEX_BROKER_CREDENTIAL_CONFIG is set: set the first to the id \
+         or ARN of the Secrets Manager secret that holds the Google service-account key (several, comma \
+         separated), or the second to a workload identity federation configuration (no key)"
     )]
     NoSecret,
+    #[error(
+        "VERTEX_BROKER_CREDENTIAL_CONFIG needs AWS credentials and a region to sign with: \
+         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION (Lambda sets them), or a profile, \
+         container or instance role in `serve`"
+    )]
+    NoAwsCredentials,
 }
 
 /// What an INVOKE event's work came to within its budget.
@@ -88,12 +125,14 @@ pub struct Broker {
     /// Cache key of the default scopes, computed once.
     default_scope_key: String,
     limits: Limits,
+    /// `VERTEX_BROKER_PROJECT_ID`.
+    project_id: Option<String>,
     started: std::time::Instant,
 }
 
 impl Broker {
     pub fn new(settings: &BrokerSettings, store: Arc<dyn SecretStore>) -> Result<Self, BrokerError> {
-        if settings.secret_ids.is_empty() {
+        if settings.secret_ids.is_empty() && settings.credential_config.is_none() {
             return Err(BrokerError::NoSecret);
         }
         // Config validated the scopes; normalized here so the default set shares its slot with
@@ -104,21 +143,67 @@ impl Broker {
         // One token client and one mint limiter for every account: TLS roots load once,
         // connections are shared, and Google quota is bounded for the broker as a whole.
         let tokens = TokenClient::new(settings.http_timeout);
+        let impersonation = settings.impersonate.as_ref().map(|target| {
+            Impersonation::new(
+                &settings.iam_credentials_endpoint,
+                target,
+                settings.delegates.clone(),
+                settings.token_lifetime,
+            )
+        });
+        // Tokens shorter than an hour are refreshed proportionally earlier.
+        let lifetime = match (&impersonation, &settings.credential_config) {
+            (Some(i), _) => Some(i.lifetime),
+            (None, Some(c)) if c.service_account_impersonation_url.is_some() => {
+                Some(c.lifetime().unwrap_or(settings.token_lifetime))
+            }
+            _ => None,
+        };
         let account_limits = AccountLimits {
-            policy: settings.cache,
+            policy: lifetime.map_or(settings.cache, |l| settings.cache.for_lifetime(l)),
             max_slots: settings.limits.max_slots,
             default_scope_key: default_scope_key.clone(),
             limiter: Arc::new(MintLimiter::new(settings.limits.max_mints, settings.limits.mint_rate)),
         };
-        let accounts = settings
-            .secret_ids
-            .iter()
-            .map(|id| {
-                let (store, tokens, limits) = (store.clone(), tokens.clone(), account_limits.clone());
-                Arc::new(Account::new(id.clone(), store, tokens, settings.secret_ttl, limits))
-            })
-            .collect();
-        Ok(Self { accounts, default_scope_key, scopes, limits: settings.limits, started: std::time::Instant::now() })
+        let mut accounts: Vec<Account> = Vec::new();
+        if let Some(config) = &settings.credential_config {
+            let aws = settings.aws.clone().ok_or(BrokerError::NoAwsCredentials)?;
+            let config_impersonation =
+                config.service_account_impersonation_url.as_ref().zip(config.impersonated_account()).map(
+                    |(url, target)| Impersonation {
+                        target: target.to_string(),
+                        delegates: Vec::new(),
+                        lifetime: config.lifetime().unwrap_or(settings.token_lifetime),
+                        url: url.clone(),
+                    },
+                );
+            let federation = Federation::new(config.clone(), aws, settings.http_timeout);
+            accounts.push(Account::federated(
+                federation,
+                config_impersonation,
+                store.clone(),
+                tokens.clone(),
+                account_limits.clone(),
+            ));
+        }
+        for id in &settings.secret_ids {
+            let (store, tokens, limits) = (store.clone(), tokens.clone(), account_limits.clone());
+            accounts.push(Account::new(id.clone(), store, tokens, settings.secret_ttl, limits));
+        }
+        // VERTEX_BROKER_IMPERSONATE applies to the default account.
+        if let Some(i) = impersonation {
+            let first = accounts.remove(0).impersonating(i);
+            accounts.insert(0, first);
+        }
+        let accounts = accounts.into_iter().map(Arc::new).collect();
+        Ok(Self {
+            accounts,
+            default_scope_key,
+            scopes,
+            limits: settings.limits,
+            project_id: settings.project_id.clone(),
+            started: std::time::Instant::now(),
+        })
     }
 
     pub fn accounts(&self) -> &[Arc<Account>] {
@@ -140,6 +225,11 @@ impl Broker {
         &self.limits
     }
 
+    /// The configured project id, if any (else the served account's project is answered).
+    pub fn project_id(&self) -> Option<&str> {
+        self.project_id.as_deref()
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -150,7 +240,7 @@ impl Broker {
         for a in &self.accounts {
             let (a, key) = (a.clone(), self.default_scope_key.clone());
             set.spawn(async move {
-                if a.key(false).await.is_ok() {
+                if a.prepare().await {
                     let _ = a.access_token(&key).await;
                 }
             });
@@ -181,7 +271,7 @@ impl Broker {
     /// Re-reads every account's secret now (SIGHUP), whatever SECRET_TTL says.
     pub async fn reload_all(&self) {
         let mut set = tokio::task::JoinSet::new();
-        for a in &self.accounts {
+        for a in self.accounts.iter().filter(|a| a.has_secret()) {
             let a = a.clone();
             set.spawn(async move { a.reload(true).await.is_ok() });
         }
@@ -214,7 +304,7 @@ impl Broker {
         if let Some(a) = self.accounts.iter().find(|a| a.email().as_deref() == Some(name)) {
             return Some(a.clone());
         }
-        for a in self.accounts.iter().filter(|a| a.current().is_none()) {
+        for a in self.accounts.iter().filter(|a| a.has_secret() && a.current().is_none()) {
             let _ = a.key(false).await;
         }
         self.accounts.iter().find(|a| a.email().as_deref() == Some(name)).cloned()

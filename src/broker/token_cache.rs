@@ -41,6 +41,19 @@ impl Default for CachePolicy {
     }
 }
 
+impl CachePolicy {
+    /// The policy for tokens living `lifetime`: below an hour, refresh-ahead and minimum life
+    /// shrink in proportion (a 600 s token is renewed with 100 s left, never served under 50 s).
+    pub fn for_lifetime(self, lifetime: Duration) -> Self {
+        let hour = Duration::from_secs(3600);
+        if lifetime >= hour {
+            return self;
+        }
+        let scale = |d: Duration| d.mul_f64(lifetime.as_secs_f64() / hour.as_secs_f64());
+        Self { refresh_ahead: scale(self.refresh_ahead), min_life: scale(self.min_life), ..self }
+    }
+}
+
 /// The last upstream failure of a slot, and when minting may be tried again.
 #[derive(Debug, Clone)]
 pub struct Failure {

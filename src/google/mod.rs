@@ -1,6 +1,9 @@
-//! Google, always reached over HTTP: the IAM keys API and the OAuth token endpoint.
+//! Google, always reached over HTTP: the IAM keys API, the OAuth token endpoint, workload
+//! identity federation (STS) and impersonation (IAM Credentials).
 
+pub mod federation;
 pub mod iam;
+pub mod iam_credentials;
 pub mod token;
 
 use std::fmt;

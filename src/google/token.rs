@@ -97,6 +97,11 @@ impl TokenClient {
         Self { oauth: Arc::default(), http, timeout }
     }
 
+    /// The per-call timeout, for sibling clients.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn oauth_client(&self, uri: &str) -> Result<OauthClient, TokenError> {
         let built = self.oauth.get_or_init(|| {
             let connector = yup_oauth2::hyper_rustls::HttpsConnectorBuilder::new()

@@ -27,6 +27,11 @@ impl SecretsManagerStore {
         Self::new(Client::new(&config))
     }
 
+    /// A client from an already loaded AWS configuration.
+    pub fn from_config(config: &aws_config::SdkConfig) -> Self {
+        Self::new(Client::new(config))
+    }
+
     /// A client from what Lambda puts in every function's (and extension's) environment: the
     /// execution role's keys and session token, and AWS_REGION; endpoint overrides as the SDK
     /// reads them. No provider chain (profiles, SSO, IMDS, STS) is linked or probed, which

@@ -16,13 +16,17 @@ pub struct RunningBroker {
 impl RunningBroker {
     pub async fn start(store: Arc<dyn SecretStore>, secret_ids: &[&str], ttl: Duration, cache: CachePolicy) -> Self {
         let settings = BrokerSettings {
-            secret_ids: secret_ids.iter().map(|s| s.to_string()).collect(),
             scopes: vec!["https://www.googleapis.com/auth/cloud-platform".into()],
             secret_ttl: ttl,
             http_timeout: Duration::from_secs(2),
             cache,
-            limits: vertex_broker::config::Limits::default(),
+            ..BrokerSettings::for_secrets(secret_ids.iter().map(|s| s.to_string()).collect())
         };
+        Self::with_settings(settings, store).await
+    }
+
+    /// A broker with any settings (federation, impersonation).
+    pub async fn with_settings(settings: BrokerSettings, store: Arc<dyn SecretStore>) -> Self {
         let broker = Arc::new(Broker::new(&settings, store).unwrap());
         let listener = server::bind(0).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -39,6 +43,15 @@ impl RunningBroker {
     }
 
     /// GET with the metadata header, as Google's clients send it.
+    /// The default account's token answer as JSON (panics unless 200).
+    pub async fn get_token(&self) -> serde_json::Value {
+        let r = self.get("/computeMetadata/v1/instance/service-accounts/default/token").await;
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         reqwest::Client::new().get(self.url(path)).header("Metadata-Flavor", "Google").send().await.unwrap()
     }
@@ -50,4 +63,19 @@ impl Drop for RunningBroker {
             let _ = stop.send(());
         }
     }
+}
+
+/// A Google client library process pointed at the broker exactly as the layer's wrapper does it,
+/// with no other Google configuration it could fall back on (empty HOME, no gcloud config).
+pub fn google_client(program: &str, b: &RunningBroker) -> tokio::process::Command {
+    let home = std::env::temp_dir().join(super::unique("client-home"));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("CLOUDSDK_CONFIG", &home)
+        .env("GCE_METADATA_HOST", b.addr.to_string())
+        .env("GCE_METADATA_IP", b.addr.to_string());
+    cmd
 }
