@@ -154,9 +154,7 @@ impl Config {
                 },
             }
         };
-        let secret_ids = get("VERTEX_BROKER_SECRET_ID")
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
-            .unwrap_or_default();
+        let secret_ids = get("VERTEX_BROKER_SECRET_ID").map(|v| split_list(&v)).unwrap_or_default();
         let port = match get("VERTEX_BROKER_PORT") {
             None => DEFAULT_PORT,
             Some(v) => v.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| ConfigError {
@@ -231,9 +229,7 @@ impl Config {
             });
         }
         let emails = |name: &'static str| -> Result<Vec<String>, ConfigError> {
-            let list: Vec<String> = get(name)
-                .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
-                .unwrap_or_default();
+            let list: Vec<String> = get(name).map(|v| split_list(&v)).unwrap_or_default();
             match list.iter().find(|e| !e.contains('@') || e.contains(['/', ':', ' '])) {
                 Some(bad) => Err(ConfigError {
                     variable: name,
@@ -273,6 +269,11 @@ impl Config {
             limits,
         })
     }
+}
+
+/// Splits a comma-separated list (secret ids, emails), dropping blanks.
+pub fn split_list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// Splits a scope list written with commas and/or spaces.

@@ -15,6 +15,7 @@
 //! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI; `ErrorClass` names each failure |
 //! | [`rotation::operator`] | what the CLI adds on the engine: local rotation, status, revoke, first key |
 //! | [`broker`] | the token broker: guards, limits, cache, accounts, GCE metadata protocol, listener, signals, Lambda extension |
+//! | [`doctor`] | `vertex-broker doctor`: the token path checked one call at a time, with what to fix per step |
 //! | [`dev`] | `vertex-broker dev`: emulator + in-memory store + broker + periodic rotation |
 //! | [`telemetry`] | log setup (JSON in Lambda) and CloudWatch Embedded Metric Format lines |
 //!
@@ -27,6 +28,7 @@
 pub mod broker;
 pub mod config;
 pub mod dev;
+pub mod doctor;
 pub mod google;
 pub mod key;
 pub mod rotation;

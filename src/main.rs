@@ -11,7 +11,6 @@ use vertex_broker::broker::signals::{Signal, Signals};
 use vertex_broker::broker::{server, Broker, BrokerSettings};
 use vertex_broker::config::Config;
 use vertex_broker::google::iam::IamError;
-use vertex_broker::google::token::TokenClient;
 use vertex_broker::key::ServiceAccountKey;
 use vertex_broker::rotation::operator::{RevokeTarget, SecretStatus};
 use vertex_broker::rotation::{Rotation, RotationError, RotationSettings};
@@ -68,11 +67,13 @@ enum Command {
     #[command(after_help = "Examples:\n  vertex-broker revoke prod/vertex-key --previous\n  \
         vertex-broker revoke prod/vertex-key --orphans --yes")]
     Revoke(RevokeArgs),
-    /// Print a fresh access token (or an ID token with --audience), like `gcloud auth print-access-token`.
+    /// Print a fresh access token (or an ID token with --audience), like `gcloud auth print-access-token`,
+    /// from the configured source: a rotated key, or federation; impersonating when configured.
     #[command(after_help = "Examples:\n  vertex-broker token --secret prod/vertex-key\n  \
-        vertex-broker token --secret prod/vertex-key --audience https://my-service.run.app")]
+        vertex-broker token --secret prod/vertex-key --audience https://my-service.run.app\n  \
+        VERTEX_BROKER_CREDENTIAL_CONFIG=clientLibraryConfig.json vertex-broker token")]
     Token {
-        /// Secret id or ARN (default: the first of VERTEX_BROKER_SECRET_ID).
+        /// Secret id or ARN (default: VERTEX_BROKER_CREDENTIAL_CONFIG, else the first of VERTEX_BROKER_SECRET_ID).
         #[arg(long)]
         secret: Option<String>,
         /// Scopes, comma separated (default: VERTEX_BROKER_SCOPES).
@@ -89,6 +90,15 @@ enum Command {
         /// Port on 127.0.0.1 (default: VERTEX_BROKER_PORT, else 2775).
         #[arg(long)]
         port: Option<u16>,
+        /// Secret id(s) or ARN(s), comma separated (default: VERTEX_BROKER_SECRET_ID).
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// Check a configuration end to end: source, AWS identity, exchange, impersonation, lifetime,
+    /// tokens, and what clients need. Says per check what to fix; exit 1 when a check fails.
+    #[command(after_help = "Examples:\n  VERTEX_BROKER_SECRET_ID=prod/vertex-key vertex-broker doctor\n  \
+        VERTEX_BROKER_CREDENTIAL_CONFIG=clientLibraryConfig.json vertex-broker doctor --output json")]
+    Doctor {
         /// Secret id(s) or ARN(s), comma separated (default: VERTEX_BROKER_SECRET_ID).
         #[arg(long)]
         secret: Option<String>,
@@ -199,14 +209,23 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(c) => c,
+        Err(e) if matches!(cli.command, Command::Doctor { .. }) => {
+            print_checks(&vertex_broker::doctor::configuration_failure(e.to_string()), cli.output);
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
     // `dev` speaks in one readable line per rotation; its engine logs only on request.
-    let quiet_dev = matches!(cli.command, Command::Dev { .. }) && std::env::var_os("VERTEX_BROKER_LOG").is_none();
-    let filter = if quiet_dev { "warn" } else { config.log.as_str() };
+    // `doctor` reports every failure in its checks, so its engine logs only on request too.
+    let chosen = std::env::var_os("VERTEX_BROKER_LOG").is_some();
+    let filter = match cli.command {
+        Command::Dev { .. } if !chosen => "warn",
+        Command::Doctor { .. } if !chosen => "error",
+        _ => config.log.as_str(),
+    };
     vertex_broker::telemetry::init(filter, std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some());
     match run(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -225,9 +244,15 @@ async fn run(cli: Cli, mut config: Config) -> Result<(), Failure> {
                 config.port = p;
             }
             if let Some(s) = secret {
-                config.secret_ids = s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+                config.secret_ids = vertex_broker::config::split_list(&s);
             }
             serve(config).await
+        }
+        Command::Doctor { secret } => {
+            if let Some(s) = secret {
+                config.secret_ids = vertex_broker::config::split_list(&s);
+            }
+            doctor(config, out).await
         }
         Command::Dev { port, rotate_every } => {
             let opts = vertex_broker::dev::DevOptions { port, rotate_every };
@@ -258,37 +283,56 @@ async fn run(cli: Cli, mut config: Config) -> Result<(), Failure> {
         Command::Init(args) => init(&config, args, out).await,
         Command::Revoke(args) => revoke(&config, args, out).await,
         Command::Token { secret, scopes, audience } => {
-            let secret = secret
-                .or_else(|| config.secret_ids.first().cloned())
-                .ok_or_else(|| Failure::usage("no secret: pass --secret SECRET or set VERTEX_BROKER_SECRET_ID"))?;
-            let store = SecretsManagerStore::from_env().await;
-            let value = store.get(&secret, None, Some(AWSCURRENT)).await?;
-            let key = ServiceAccountKey::parse(&value.value)
-                .map_err(|e| Failure::failed(format!("the AWSCURRENT value of {secret} is not a usable key: {e}")))?;
-            let tokens = TokenClient::new(config.http_timeout);
-            let minted = match &audience {
-                Some(aud) => tokens.id_token(&key, aud).await,
-                None => {
-                    let scopes =
-                        scopes.map(|s| vertex_broker::config::split_scopes(&s)).unwrap_or(config.scopes.clone());
-                    tokens.access_token(&key, &scopes).await
-                }
+            if let Some(s) = secret {
+                // A secret named on the command line is the source, whatever the environment says.
+                config.secret_ids = vec![s];
+                config.credential_config = None;
             }
-            .map_err(|e| Failure { code: 5, message: e.to_string() })?;
-            match out {
-                Output::Text => println!("{}", minted.secret.expose()),
-                Output::Json => println!(
-                    "{}",
-                    serde_json::json!({
-                        if audience.is_some() { "id_token" } else { "access_token" }: minted.secret.expose(),
-                        "expires_at": minted.expires_at.to_rfc3339(),
-                        "account": key.client_email(),
-                    })
-                ),
-            }
-            Ok(())
+            token(config, scopes, audience, out).await
         }
     }
+}
+
+/// Mints one token the way the broker does, from whichever source is configured.
+async fn token(config: Config, scopes: Option<String>, audience: Option<String>, out: Output) -> Result<(), Failure> {
+    if config.secret_ids.is_empty() && config.credential_config.is_none() {
+        return Err(Failure::usage(
+            "no token source: pass --secret SECRET, or set VERTEX_BROKER_SECRET_ID or VERTEX_BROKER_CREDENTIAL_CONFIG",
+        ));
+    }
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = Arc::new(SecretsManagerStore::from_config(&aws));
+    if config.credential_config.is_none() {
+        // Classifies a missing secret (exit 3) apart from other AWS errors (exit 4).
+        store.describe(&config.secret_ids[0]).await?;
+    }
+    let mut settings = BrokerSettings::from(&config);
+    settings.aws = vertex_broker::google::federation::AwsIdentity::from_sdk_config(&aws);
+    let broker = Broker::new(&settings, store).map_err(|e| Failure::usage(e.to_string()))?;
+    let account = broker.accounts()[0].clone();
+    let minted = match &audience {
+        Some(aud) => account.id_token(aud).await,
+        None => {
+            let key = match &scopes {
+                Some(s) => vertex_broker::broker::scopes::scope_key(s).map_err(|e| Failure::usage(e.to_string()))?,
+                None => broker.default_scope_key().to_string(),
+            };
+            account.access_token(&key).await
+        }
+    }
+    .map_err(|e| Failure { code: 5, message: e.to_string() })?;
+    match out {
+        Output::Text => println!("{}", minted.secret.expose()),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                if audience.is_some() { "id_token" } else { "access_token" }: minted.secret.expose(),
+                "expires_at": minted.expires_at.to_rfc3339(),
+                "account": account.served_email().await.ok().flatten(),
+            })
+        ),
+    }
+    Ok(())
 }
 
 async fn rotate_local(
@@ -542,6 +586,53 @@ async fn serve(config: Config) -> Result<(), Failure> {
     server::serve(broker.clone(), listener, broker.until_stopped(signals)).await;
     tracing::info!("vertex-broker stopped");
     Ok(())
+}
+
+async fn doctor(config: Config, out: Output) -> Result<(), Failure> {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = Arc::new(SecretsManagerStore::from_config(&aws));
+    let mut settings = BrokerSettings::from(&config);
+    settings.aws = vertex_broker::google::federation::AwsIdentity::from_sdk_config(&aws);
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let sts = var("AWS_ENDPOINT_URL_STS")
+        .or_else(|| var("AWS_ENDPOINT_URL"))
+        .or_else(|| settings.aws.as_ref().map(|a| format!("https://sts.{}.amazonaws.com", a.region)));
+    let around = vertex_broker::doctor::Surroundings {
+        gce_metadata_host: var("GCE_METADATA_HOST"),
+        gce_metadata_ip: var("GCE_METADATA_IP"),
+        port: config.port,
+        sts_url: sts.map(|base| format!("{}/?Action=GetCallerIdentity&Version=2011-06-15", base.trim_end_matches('/'))),
+    };
+    let checks = vertex_broker::doctor::run(&settings, store, &around).await;
+    print_checks(&checks, out);
+    if vertex_broker::doctor::passed(&checks) {
+        Ok(())
+    } else {
+        Err(Failure::failed("a check failed: fix the first one marked FAIL, then run `vertex-broker doctor` again"))
+    }
+}
+
+fn print_checks(checks: &[vertex_broker::doctor::Check], out: Output) {
+    use vertex_broker::doctor::Status;
+    match out {
+        Output::Json => {
+            println!("{}", serde_json::json!({"passed": vertex_broker::doctor::passed(checks), "checks": checks}))
+        }
+        Output::Text => {
+            for c in checks {
+                let mark = match c.status {
+                    Status::Ok => "ok  ",
+                    Status::Warn => "warn",
+                    Status::Fail => "FAIL",
+                    Status::Skip => "skip",
+                };
+                println!("{mark}  {:<30} {}", c.check, c.detail);
+                if let Some(fix) = &c.fix {
+                    println!("      {:<30} fix: {fix}", "");
+                }
+            }
+        }
+    }
 }
 
 /// Installs the signal handlers now (before the port opens, so a signal that arrives early

@@ -412,22 +412,7 @@ async fn google_auth_library_for_node_works_unmodified_against_the_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golang_oauth2_google_works_unmodified_against_the_broker() {
     let (f, b) = fixture_and_broker("go", Duration::from_secs(300), CachePolicy::default()).await;
-    // Debian's packaged x/oauth2 and compute/metadata, built in GOPATH mode (no module download).
-    let work = std::env::temp_dir().join(support::unique("go-client"));
-    std::fs::create_dir_all(&work).unwrap();
-    let binary = work.join("metadata-client");
-    let build = tokio::process::Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/go/metadata_client.go"))
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .env("GOCACHE", work.join("cache"))
-        .env("GOFLAGS", "")
-        .output()
-        .await
-        .expect("the test command installs Debian's golang-go and golang-golang-x-oauth2-google-dev");
-    assert!(build.status.success(), "go build: {}", String::from_utf8_lossy(&build.stderr));
+    let binary = support::broker::go_client();
     let mut cmd = support::broker::google_client(binary.to_str().unwrap(), &b);
     cmd.arg(AUDIENCE);
     let v = check_client_output(&f, cmd, "go x/oauth2/google").await;

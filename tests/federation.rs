@@ -272,3 +272,230 @@ async fn impersonation_from_a_rotated_key_with_short_and_refused_long_lifetimes(
     let t: serde_json::Value = allowed.get_token().await;
     assert!(t["expires_in"].as_i64().unwrap() > 3600, "{t}");
 }
+
+/// The `vertex-broker` CLI with only `env` (plus PATH and an empty HOME): no AWS or Google
+/// configuration it could fall back on.
+fn cli(env: &[(&str, String)]) -> tokio::process::Command {
+    let home = std::env::temp_dir().join(support::unique("cli-home"));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `doctor --output json`: its exit code and the checks by name.
+async fn doctor(env: &[(&str, String)]) -> (Option<i32>, std::collections::HashMap<String, serde_json::Value>) {
+    let out = cli(env).args(["doctor", "--output", "json"]).output().await.unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let checks =
+        report["checks"].as_array().unwrap().iter().map(|c| (c["check"].as_str().unwrap().to_string(), c.clone()));
+    (out.status.code(), checks.collect())
+}
+
+/// A credential configuration as the broker reads it in a test: gcloud's, its verification URL
+/// pointed at moto, written to a file (the path form of VERTEX_BROKER_CREDENTIAL_CONFIG).
+fn config_file(emu: &Emulator, audience: &str, impersonate: Option<&str>) -> String {
+    let mut config = federation::credential_config(emu, audience, impersonate);
+    config["credential_source"]["regional_cred_verification_url"] =
+        format!("{}/?Action=GetCallerIdentity&Version=2011-06-15", support::moto_endpoint()).into();
+    let path = std::env::temp_dir().join(format!("{}.json", support::unique("client-library-config")));
+    std::fs::write(&path, config.to_string()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_federates_with_container_credentials_for_python_node_and_go_and_doctor_passes() {
+    let emu = Emulator::start().await.unwrap();
+    let audience = federation::provider_audience(&support::unique("pool"));
+    federation::trust_moto(&emu, &audience);
+    let creds = federation::assume_role(&support::unique("task-role"), "ecs-task").await;
+    let target = support::account("fed-serve");
+    emu.grant(&target, WORKLOAD_IDENTITY_USER, &federation::role_member(&audience, &creds));
+    // Only ECS-style container credentials: no AWS key in the environment, no instance metadata.
+    let (uri, served) = federation::serve_container_credentials(&creds, "container-auth-token").await;
+    let port = support::free_port();
+    let env = vec![
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-auth-token".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("VERTEX_BROKER_CREDENTIAL_CONFIG", config_file(&emu, &audience, Some(&target))),
+        ("VERTEX_BROKER_PORT", port.to_string()),
+    ];
+    let _serve =
+        cli(&env).arg("serve").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    for (name, mut cmd) in support::broker::google_clients(&addr, AUDIENCE) {
+        let out = cmd.output().await.unwrap_or_else(|e| panic!("{name}: {e} (the test command installs it)"));
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["email"], target.as_str(), "{name}");
+        assert_eq!(v["project"], "proj-test", "{name}");
+        let token = v["token"].as_str().unwrap();
+        assert_eq!(emu.token_account(token), Some(target.clone()), "{name}");
+        assert_eq!(generate(&emu, token).await, 200, "{name}: Vertex accepts the federated, impersonated token");
+        let claims = jwt_claims(v["id_token"].as_str().unwrap());
+        assert_eq!(
+            (claims["aud"].as_str(), claims["email"].as_str()),
+            (Some(AUDIENCE), Some(target.as_str())),
+            "{name}"
+        );
+    }
+    assert!(served.load(std::sync::atomic::Ordering::Relaxed) >= 1, "serve signed with the container credentials");
+
+    // `token` takes the same path from the same configuration.
+    let out = cli(&env).args(["token", "--output", "json"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["account"], target.as_str());
+    assert_eq!(generate(&emu, v["access_token"].as_str().unwrap()).await, 200);
+    let out = cli(&env).args(["token", "--audience", AUDIENCE]).output().await.unwrap();
+    assert_eq!(jwt_claims(String::from_utf8_lossy(&out.stdout).trim())["email"], target.as_str());
+
+    // doctor, with the client variables the wrapper sets, finds every step working.
+    let mut env = env;
+    env.extend([("GCE_METADATA_HOST", addr.clone()), ("GCE_METADATA_IP", addr.clone())]);
+    let (code, checks) = doctor(&env).await;
+    assert_eq!(code, Some(0), "{checks:#?}");
+    for name in [
+        "source",
+        "aws identity",
+        "exchange",
+        "impersonation (configuration)",
+        "lifetime",
+        "access token",
+        "id token",
+        "clients",
+    ] {
+        assert_eq!(checks[name]["status"], "ok", "{name}: {checks:#?}");
+    }
+    assert!(checks["aws identity"]["detail"].as_str().unwrap().contains(&creds.arn), "{checks:#?}");
+    assert!(checks["clients"]["detail"].as_str().unwrap().contains(target.as_str()), "a broker answers as the target");
+    // One of the two variables alone: Python's client breaks, and doctor says so.
+    env.retain(|(k, _)| *k != "GCE_METADATA_IP");
+    let (code, checks) = doctor(&env).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(checks["clients"]["status"], "fail");
+    assert!(checks["clients"]["detail"].as_str().unwrap().contains("Python"), "{checks:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_googles_reason_and_the_fix_for_each_refusal() {
+    let emu = Emulator::start().await.unwrap();
+    let audience = federation::provider_audience(&support::unique("pool"));
+    federation::trust_moto(&emu, &audience);
+    let creds = federation::assume_role(&support::unique("fn-role"), "my-fn").await;
+    let target = support::account("fed-doctor");
+    let env = |config: String, creds: &AwsCredentials| {
+        let mut env: Vec<(&str, String)> = creds.env();
+        env.push(("VERTEX_BROKER_CREDENTIAL_CONFIG", config));
+        env
+    };
+
+    // The role has no binding on the account.
+    let (code, checks) = doctor(&env(config_file(&emu, &audience, Some(&target)), &creds)).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(checks["exchange"]["status"], "ok");
+    let step = &checks["impersonation (configuration)"];
+    assert_eq!(step["status"], "fail");
+    assert!(step["detail"].as_str().unwrap().contains("PERMISSION_DENIED"), "{step}");
+    assert!(step["fix"].as_str().unwrap().contains("roles/iam.workloadIdentityUser"), "{step}");
+    assert_eq!(checks["lifetime"]["status"], "skip");
+    assert_eq!(checks["access token"]["status"], "skip", "the first failure is the one to fix");
+
+    // A provider Google does not know.
+    let unknown = federation::provider_audience(&support::unique("no-such-pool"));
+    let (code, checks) = doctor(&env(config_file(&emu, &unknown, None), &creds)).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(checks["exchange"]["status"], "fail");
+    assert!(checks["exchange"]["detail"].as_str().unwrap().contains("invalid_target"), "{checks:#?}");
+    assert!(checks["exchange"]["fix"].as_str().unwrap().contains("pool provider"), "{checks:#?}");
+
+    // A subject token whose signature does not verify: moto (which does not check signatures
+    // here) still names the caller, Google refuses.
+    let tampered = AwsCredentials { secret_access_key: "not-the-secret".into(), ..creds.clone() };
+    let (code, checks) = doctor(&env(config_file(&emu, &audience, None), &tampered)).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(checks["aws identity"]["status"], "ok");
+    assert!(checks["exchange"]["detail"].as_str().unwrap().contains("SignatureDoesNotMatch"), "{checks:#?}");
+
+    // No AWS credentials at all.
+    let (code, checks) = doctor(&[
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("VERTEX_BROKER_CREDENTIAL_CONFIG", config_file(&emu, &audience, None)),
+    ])
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(checks["aws identity"]["status"], "fail", "{checks:#?}");
+
+    // A configuration that is not one.
+    let (code, checks) =
+        doctor(&[("VERTEX_BROKER_CREDENTIAL_CONFIG", r#"{"type":"service_account"}"#.to_string())]).await;
+    assert_eq!(code, Some(2));
+    assert!(checks["configuration"]["detail"].as_str().unwrap().contains("external_account"), "{checks:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_impersonation_from_a_rotated_key_and_the_lifetime_google_allows() {
+    let f = support::Fixture::new("doctor-key").await;
+    let target = support::account("doctor-target");
+    f.emu.grant(&target, TOKEN_CREATOR, &f.account);
+    let env = |lifetime: &str| {
+        let mut env: Vec<(&str, String)> = support::aws_env().to_vec();
+        env.extend([
+            ("VERTEX_BROKER_SECRET_ID", f.secret.clone()),
+            ("VERTEX_BROKER_IMPERSONATE", target.clone()),
+            ("VERTEX_BROKER_TOKEN_LIFETIME", lifetime.to_string()),
+            ("VERTEX_BROKER_IAM_CREDENTIALS_ENDPOINT", f.emu.url()),
+        ]);
+        env
+    };
+    let (code, checks) = doctor(&env("600s")).await;
+    assert_eq!(code, Some(0), "{checks:#?}");
+    assert!(checks["secret"]["detail"].as_str().unwrap().contains(&f.account), "{checks:#?}");
+    assert!(checks["aws identity"]["detail"].as_str().unwrap().contains("arn:aws:"), "{checks:#?}");
+    let lifetime = checks["lifetime"]["detail"].as_str().unwrap();
+    assert!(lifetime.contains("asked 600 s") && lifetime.contains("renewed with 100 s left"), "{lifetime}");
+    assert!(checks["access token"]["detail"].as_str().unwrap().contains(&target));
+    assert_eq!(checks["clients"]["status"], "warn", "no GCE_METADATA_* here: doctor says what to export");
+    assert!(checks["clients"]["fix"].as_str().unwrap().contains("GCE_METADATA_IP"));
+
+    let (code, checks) = doctor(&env("43200s")).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(checks["impersonation"]["status"], "fail");
+    assert!(
+        checks["impersonation"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("constraints/iam.allowServiceAccountCredentialLifetimeExtension"),
+        "{checks:#?}"
+    );
+    assert_eq!(checks["lifetime"]["status"], "skip");
+
+    // A secret that does not exist: the secret step fails and says what to check.
+    let mut missing = env("600s");
+    missing.retain(|(k, _)| *k != "VERTEX_BROKER_SECRET_ID");
+    missing.push(("VERTEX_BROKER_SECRET_ID", support::unique("no-such-secret")));
+    let (code, checks) = doctor(&missing).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(checks["secret"]["status"], "fail");
+    assert!(checks["secret"]["fix"].as_str().unwrap().contains("secretsmanager:GetSecretValue"));
+}

@@ -401,13 +401,7 @@ impl Account {
     /// The source's cloud-platform token that `VERTEX_BROKER_IMPERSONATE` is called with,
     /// reused while it has [`CALLER_MIN_LIFE`] left (one mint per hour, not one per token).
     async fn caller_token(self: &Arc<Self>) -> Result<Token, String> {
-        let mut cached = self.caller.lock().await;
-        if let Some(t) = cached.as_ref().filter(|t| fresh(t)) {
-            return Ok(t.clone());
-        }
-        let token = self.source_access(&[CLOUD_PLATFORM.to_string()]).await?;
-        *cached = Some(token.clone());
-        Ok(token)
+        reuse_while_fresh(&self.caller, self.source_access(&[CLOUD_PLATFORM.to_string()])).await
     }
 
     /// The federated token the configuration's own impersonation is called with, reused while
@@ -416,13 +410,16 @@ impl Account {
         let Source::Federation { federation, .. } = &self.source else {
             return Err("not a federated account".into());
         };
-        let mut cached = self.federated.lock().await;
-        if let Some(t) = cached.as_ref().filter(|t| fresh(t)) {
-            return Ok(t.clone());
+        let exchange = async { self.counted(federation.exchange(&[CLOUD_PLATFORM.to_string()]).await, Step::Exchange) };
+        reuse_while_fresh(&self.federated, exchange).await
+    }
+
+    /// The lifetime asked of IAM Credentials for served tokens, when impersonating.
+    fn asked_lifetime(&self) -> Option<Duration> {
+        match (&self.impersonation, &self.source) {
+            (Some(i), _) | (None, Source::Federation { impersonation: Some(i), .. }) => Some(i.lifetime),
+            _ => None,
         }
-        let token = self.counted(federation.exchange(&[CLOUD_PLATFORM.to_string()]).await, Step::Exchange)?;
-        *cached = Some(token.clone());
-        Ok(token)
     }
 
     /// Counts a federation or impersonation call's outcome; a failure becomes what a client may
@@ -436,7 +433,7 @@ impl Account {
             Err(e) => {
                 self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(account = %self.secret_id, error = %e, "minting a token failed");
-                Err(explain_step(step, &e, self.impersonation.as_ref().map(|i| i.lifetime)))
+                Err(explain_step(step, &e, self.asked_lifetime()).to_string())
             }
         }
     }
@@ -510,17 +507,48 @@ impl Account {
 
 /// Which call of a federation or impersonation mint failed.
 #[derive(Debug, Clone, Copy)]
-enum Step {
+pub enum Step {
+    /// Google STS: the AWS identity for a federated token.
     Exchange,
+    /// IAM Credentials: a service account's token for the caller's.
     Impersonate,
 }
 
-fn fresh(token: &Token) -> bool {
-    (token.expires_at - chrono::Utc::now()).to_std().is_ok_and(|left| left > CALLER_MIN_LIFE)
+/// The token in `cached` while it has [`CALLER_MIN_LIFE`] left, else `mint`'s (kept for next
+/// time). Callers wait on the lock: one mint at a time.
+async fn reuse_while_fresh(
+    cached: &tokio::sync::Mutex<Option<Token>>,
+    mint: impl std::future::Future<Output = Result<Token, String>>,
+) -> Result<Token, String> {
+    let mut cached = cached.lock().await;
+    let fresh = |t: &&Token| (t.expires_at - chrono::Utc::now()).to_std().is_ok_and(|left| left > CALLER_MIN_LIFE);
+    if let Some(t) = cached.as_ref().filter(fresh) {
+        return Ok(t.clone());
+    }
+    let token = mint.await?;
+    *cached = Some(token.clone());
+    Ok(token)
 }
 
-/// A federation or impersonation failure as a client may read it: Google's reason and what to do.
-fn explain_step(step: Step, e: &TokenError, lifetime: Option<Duration>) -> String {
+/// A federation or impersonation failure as a client or `doctor` reads it: what Google said,
+/// and what to change.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub reason: String,
+    pub fix: Option<String>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.fix {
+            Some(fix) => write!(f, "{}; {fix}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// Explains a failed `step`; `lifetime` is the impersonated token lifetime asked for, if any.
+pub fn explain_step(step: Step, e: &TokenError, lifetime: Option<Duration>) -> Refusal {
     let (what, fix) = match step {
         Step::Exchange => (
             "Google STS refused to exchange the AWS identity",
@@ -535,22 +563,23 @@ fn explain_step(step: Step, e: &TokenError, lifetime: Option<Duration>) -> Strin
     };
     match e {
         TokenError::Refused { error, description, .. } => {
+            let reason = format!("{what} ({error}: {description})");
             let long = lifetime.is_some_and(|l| l > Duration::from_secs(3600));
-            if long && (error == "INVALID_ARGUMENT" || description.contains("lifetime")) {
-                return format!(
-                    "{what} ({error}: {description}); VERTEX_BROKER_TOKEN_LIFETIME above 3600s needs the account \
-                     listed in the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension, or a \
-                     lifetime of at most 3600s"
-                );
-            }
-            format!("{what} ({error}: {description}); {fix}")
+            let fix = if long && (error == "INVALID_ARGUMENT" || description.contains("lifetime")) {
+                "VERTEX_BROKER_TOKEN_LIFETIME above 3600s needs the account listed in the org policy \
+                 constraints/iam.allowServiceAccountCredentialLifetimeExtension, or a lifetime of at most 3600s"
+            } else {
+                fix
+            };
+            Refusal { reason, fix: Some(fix.into()) }
         }
-        TokenError::Unreachable { message, .. } => {
-            format!(
-                "{what}: the call did not complete ({message}); check AWS credentials and the network path to Google"
-            )
+        TokenError::Unreachable { message, .. } => Refusal {
+            reason: format!("{what}: the call did not complete ({message})"),
+            fix: Some("check AWS credentials and the network path to Google".into()),
+        },
+        TokenError::BadResponse { message, .. } => {
+            Refusal { reason: format!("{what}: unexpected answer ({message})"), fix: None }
         }
-        TokenError::BadResponse { message, .. } => format!("{what}: unexpected answer ({message})"),
     }
 }
 

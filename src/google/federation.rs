@@ -178,41 +178,14 @@ impl Federation {
     }
 
     /// The serialized, SigV4-signed GetCallerIdentity request Google STS accepts as proof of the
-    /// AWS identity (headers sorted by name; the target resource signed, as Google's Go client
-    /// does).
+    /// AWS identity (the target resource signed, as Google's Go client does).
     pub async fn subject_token(&self) -> Result<Secret, TokenError> {
-        let credentials = self
-            .aws
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| aws_failure(format!("no AWS credentials to sign with: {e}")))?;
         let url = self.verification_url();
-        let host = url
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split(['/', '?']).next())
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| aws_failure(format!("regional_cred_verification_url {url} has no host")))?
-            .to_string();
-        let identity = credentials.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.aws.region)
-            .name("sts")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| aws_failure(format!("cannot sign: {e}")))?
-            .into();
-        let unsigned = [("host", host.as_str()), ("x-goog-cloud-target-resource", self.config.audience.as_str())];
-        let request = SignableRequest::new("POST", url.as_str(), unsigned.iter().copied(), SignableBody::Bytes(b""))
-            .map_err(|e| aws_failure(format!("cannot sign {url}: {e}")))?;
-        let (instructions, _) =
-            sign(request, &params).map_err(|e| aws_failure(format!("cannot sign: {e}")))?.into_parts();
-        let mut headers: Vec<(String, String)> = unsigned.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        headers.extend(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())));
-        headers.sort();
+        let headers = self
+            .aws
+            .sign_caller_identity(&url, &[("x-goog-cloud-target-resource", self.config.audience.as_str())])
+            .await
+            .map_err(aws_failure)?;
         let token = serde_json::json!({
             "url": url,
             "method": "POST",
@@ -261,20 +234,59 @@ impl Federation {
         Ok(Token { secret: Secret::new(token), expires_at: Utc::now() + chrono::Duration::seconds(expires_in) })
     }
 
-    /// Sends the signed GetCallerIdentity request to its own URL and reads the caller's ARN:
-    /// the AWS identity Google will see (for `vertex-broker doctor`).
+    /// The AWS identity Google will see: the caller's ARN, from AWS STS at the URL subject
+    /// tokens are signed for (for `vertex-broker doctor`).
     pub async fn caller_arn(&self) -> Result<String, String> {
-        let token = self.subject_token().await.map_err(|e| e.to_string())?;
-        let decoded: String = form_urlencoded::parse(format!("t={}", token.expose()).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        let request: serde_json::Value = serde_json::from_str(&decoded).map_err(|e| e.to_string())?;
-        let url = request["url"].as_str().unwrap_or_default();
-        let mut call = self.http.post(url);
-        for h in request["headers"].as_array().into_iter().flatten() {
-            let (k, v) = (h["key"].as_str().unwrap_or_default(), h["value"].as_str().unwrap_or_default());
-            if !k.eq_ignore_ascii_case("host") {
+        self.aws.caller_arn(&self.http, &self.verification_url()).await
+    }
+}
+
+impl AwsIdentity {
+    /// Signs a GetCallerIdentity POST to `url` with `aws-sigv4`, `extra` headers included in the
+    /// signature; returns every header to send, sorted by name.
+    pub async fn sign_caller_identity(
+        &self,
+        url: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Vec<(String, String)>, String> {
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| format!("no AWS credentials to sign with: {e}"))?;
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', '?']).next())
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("regional_cred_verification_url {url} has no host"))?
+            .to_string();
+        let identity = credentials.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("sts")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| format!("cannot sign: {e}"))?
+            .into();
+        let mut unsigned = vec![("host", host.as_str())];
+        unsigned.extend_from_slice(extra);
+        let request = SignableRequest::new("POST", url, unsigned.iter().copied(), SignableBody::Bytes(b""))
+            .map_err(|e| format!("cannot sign {url}: {e}"))?;
+        let (instructions, _) = sign(request, &params).map_err(|e| format!("cannot sign: {e}"))?.into_parts();
+        let mut headers: Vec<(String, String)> = unsigned.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        headers.extend(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())));
+        headers.sort();
+        Ok(headers)
+    }
+
+    /// Asks AWS STS at `url` (a GetCallerIdentity URL) whose credentials these are: the ARN.
+    pub async fn caller_arn(&self, http: &reqwest::Client, url: &str) -> Result<String, String> {
+        let mut call = http.post(url);
+        for (k, v) in self.sign_caller_identity(url, &[]).await? {
+            if k != "host" {
                 call = call.header(k, v);
             }
         }

@@ -68,6 +68,11 @@ impl Drop for RunningBroker {
 /// A Google client library process pointed at the broker exactly as the layer's wrapper does it,
 /// with no other Google configuration it could fall back on (empty HOME, no gcloud config).
 pub fn google_client(program: &str, b: &RunningBroker) -> tokio::process::Command {
+    google_client_at(program, &b.addr.to_string())
+}
+
+/// [`google_client`] for a broker at `addr` (`127.0.0.1:PORT`), e.g. a `serve` process.
+pub fn google_client_at(program: &str, addr: &str) -> tokio::process::Command {
     let home = std::env::temp_dir().join(super::unique("client-home"));
     std::fs::create_dir_all(&home).unwrap();
     let mut cmd = tokio::process::Command::new(program);
@@ -75,7 +80,47 @@ pub fn google_client(program: &str, b: &RunningBroker) -> tokio::process::Comman
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", &home)
         .env("CLOUDSDK_CONFIG", &home)
-        .env("GCE_METADATA_HOST", b.addr.to_string())
-        .env("GCE_METADATA_IP", b.addr.to_string());
+        .env("GCE_METADATA_HOST", addr)
+        .env("GCE_METADATA_IP", addr);
     cmd
+}
+
+/// The three clients every broker setup is proven with: Python google-auth, Node
+/// google-auth-library and Go x/oauth2/google, each as (name, command) pointed at `addr` and
+/// asking for an ID token for `audience`. Each prints one JSON object (email, project, token,
+/// id_token).
+pub fn google_clients(addr: &str, audience: &str) -> Vec<(&'static str, tokio::process::Command)> {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let mut python = google_client_at(&format!("{dir}/.venv/bin/python"), addr);
+    python.arg(format!("{dir}/tests/python/google_auth_client.py")).arg(audience);
+    let mut node = google_client_at("node", addr);
+    node.arg(format!("{dir}/tests/node/google_auth_client.js")).arg(audience);
+    let mut go = google_client_at(go_client().to_str().unwrap(), addr);
+    go.arg(audience);
+    vec![("python google-auth", python), ("node google-auth-library", node), ("go x/oauth2/google", go)]
+}
+
+/// tests/go/metadata_client.go built once per test binary with Debian's packaged x/oauth2 and
+/// compute/metadata, in GOPATH mode (no module download).
+pub fn go_client() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let work = std::env::temp_dir().join(super::unique("go-client"));
+            std::fs::create_dir_all(&work).unwrap();
+            let binary = work.join("metadata-client");
+            let build = std::process::Command::new("go")
+                .args(["build", "-o"])
+                .arg(&binary)
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/go/metadata_client.go"))
+                .env("GO111MODULE", "off")
+                .env("GOPATH", "/usr/share/gocode")
+                .env("GOCACHE", work.join("cache"))
+                .env("GOFLAGS", "")
+                .output()
+                .expect("the test command installs Debian's golang-go and golang-golang-x-oauth2-google-dev");
+            assert!(build.status.success(), "go build: {}", String::from_utf8_lossy(&build.stderr));
+            binary
+        })
+        .clone()
 }

@@ -16,6 +16,8 @@ pub struct AwsCredentials {
     pub session_token: String,
     /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`
     pub arn: String,
+    /// When the session ends (ISO 8601, as STS writes it).
+    pub expiration: String,
 }
 
 impl AwsCredentials {
@@ -59,6 +61,7 @@ pub async fn assume_role(role: &str, session: &str) -> AwsCredentials {
         secret_access_key: element("SecretAccessKey"),
         session_token: element("SessionToken"),
         arn: element("Arn"),
+        expiration: element("Expiration"),
     }
 }
 
@@ -102,4 +105,52 @@ pub fn credential_config(emu: &Emulator, audience: &str, impersonate: Option<&st
             format!("{}/v1/projects/-/serviceAccounts/{target}:generateAccessToken", emu.url()).into();
     }
     config
+}
+
+/// Serves `creds` the way ECS (and Lambda SnapStart, EKS Pod Identity) hand container
+/// credentials to the AWS SDK: `GET` at `AWS_CONTAINER_CREDENTIALS_FULL_URI` with the
+/// `Authorization` value of `AWS_CONTAINER_AUTHORIZATION_TOKEN`. Returns the URI and a count of
+/// the requests that presented `authorization`; others get 401. Stops with the test's runtime.
+pub async fn serve_container_credentials(
+    creds: &AwsCredentials,
+    authorization: &str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}/v2/credentials/task", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let body = serde_json::json!({
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key,
+        "Token": creds.session_token,
+        "Expiration": creds.expiration,
+        "RoleArn": creds.role_arn(),
+    })
+    .to_string();
+    let (expected, count) = (format!("authorization: {}", authorization.to_ascii_lowercase()), served.clone());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.ends_with(b"\r\n\r\n") && request.len() < 65536 {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+            let response = if head.starts_with("get /v2/credentials/task ") && head.contains(&expected) {
+                count.fetch_add(1, Ordering::Relaxed);
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+            };
+            let _ = conn.write_all(response.as_bytes()).await;
+        }
+    });
+    (uri, served)
 }
