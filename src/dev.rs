@@ -1,7 +1,8 @@
 //! `vertex-broker dev`: the whole system on one machine, offline, like `vault server -dev`.
 //! The embedded Google emulator, an in-memory Secrets Manager seeded with a sample account and
 //! key, the broker on 127.0.0.1, and a rotation every `rotate_every` so keys turn over while
-//! clients keep working.
+//! clients keep working. `--keyless` shows workload identity federation instead: no key, the
+//! emulator standing in for AWS STS as well as Google.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::broker::token_cache::CachePolicy;
 use crate::broker::{server, Broker, BrokerSettings};
 use crate::config::{RevokeMode, DEFAULT_SCOPE};
+use crate::google::federation::{AwsIdentity, CredentialConfig};
 use crate::google::iam::RetryPolicy;
 use crate::rotation::{Outcome, Rotation, RotationSettings};
 use crate::store::{MemoryStore, SecretStore, AWSCURRENT};
@@ -17,11 +19,17 @@ use crate::store::{MemoryStore, SecretStore, AWSCURRENT};
 /// The sample service account `dev` seeds.
 pub const DEV_ACCOUNT: &str = "vertex-dev@dev-project.iam.gserviceaccount.com";
 pub const DEV_SECRET: &str = "vertex-broker-dev";
+/// `--keyless`: the AWS role the sandbox's function runs as, and the pool provider trusting it.
+pub const DEV_ROLE: &str = "arn:aws:iam::111122223333:role/vertex-dev-function";
+pub const DEV_PROVIDER: &str =
+    "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/vertex-dev/providers/aws";
 
 #[derive(Debug, Clone)]
 pub struct DevOptions {
     pub port: u16,
     pub rotate_every: Duration,
+    /// Workload identity federation instead of a key: nothing to rotate.
+    pub keyless: bool,
 }
 
 /// Why the sandbox could not start.
@@ -31,26 +39,42 @@ pub enum DevError {
     Emulator(std::io::Error),
     #[error("cannot listen on 127.0.0.1:{port}: {source}; another broker may be running: pick a port with --port")]
     Listen { port: u16, source: std::io::Error },
+    #[error("cannot write the sandbox's credential configuration to {path}: {source}")]
+    Config { path: String, source: std::io::Error },
 }
 
 /// Runs the sandbox until `shutdown` resolves. `say` receives each line meant for the user.
 pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl Fn(String)) -> Result<(), DevError> {
     let google = google_emulator::Emulator::start().await.map_err(DevError::Emulator)?;
     let store = Arc::new(MemoryStore::new());
-    let arn = store.create(DEV_SECRET, &google.seed_key(DEV_ACCOUNT));
     let listener = server::bind(opts.port).await.map_err(|source| DevError::Listen { port: opts.port, source })?;
     let addr = listener.local_addr().map_err(|source| DevError::Listen { port: opts.port, source })?;
+    let g = google.url();
 
     // Re-check the secret often so each rotation shows up within seconds.
     let ttl = (opts.rotate_every / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let settings = BrokerSettings {
+    let base = BrokerSettings {
         scopes: vec![DEFAULT_SCOPE.to_string()],
         secret_ttl: ttl,
         http_timeout: Duration::from_secs(5),
         cache: CachePolicy::default(),
-        ..BrokerSettings::for_secrets(vec![arn.clone()])
+        ..BrokerSettings::for_secrets(Vec::new())
     };
-    let broker = Arc::new(Broker::new(&settings, store.clone()).expect("one secret id is configured"));
+    let config_path = std::env::temp_dir().join(format!("vertex-broker-dev-{}.json", std::process::id()));
+    let (settings, source_lines, arn) = if opts.keyless {
+        let (settings, lines) = keyless(&google, base, &config_path)?;
+        (settings, lines, None)
+    } else {
+        let arn = store.create(DEV_SECRET, &google.seed_key(DEV_ACCOUNT));
+        let lines = format!(
+            "\x20 secret          {arn} (in memory)\n\
+             \x20 account         {DEV_ACCOUNT}\n\
+             \x20 rotation        every {}\n",
+            humantime::format_duration(opts.rotate_every)
+        );
+        (BrokerSettings { secret_ids: vec![arn.clone()], ..base }, lines, Some(arn))
+    };
+    let broker = Arc::new(Broker::new(&settings, store.clone()).expect("the sandbox's source is configured"));
     broker.warm_up().await;
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server::serve(broker, listener, async {
@@ -58,17 +82,14 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
         Duration::from_secs(1)
     }));
 
-    let g = google.url();
     say(format!(
         "vertex-broker dev: everything local, nothing leaves this machine.\n\
          \n\
          \x20 broker          http://{addr}  (GCE metadata protocol)\n\
-         \x20 Google emulator {g}  (IAM, OAuth, Vertex AI)\n\
-         \x20 secret          {arn} (in memory)\n\
-         \x20 account         {DEV_ACCOUNT}\n\
-         \x20 rotation        every {}\n\
+         \x20 Google emulator {g}  (IAM, OAuth, STS, IAM Credentials, Vertex AI)\n\
+         {source_lines}\
          \n\
-         Point Google's client libraries at the broker:\n\
+         In a second terminal, point Google's client libraries at the broker:\n\
          \x20 export GCE_METADATA_HOST={addr} GCE_METADATA_IP={addr}\n\
          \n\
          Get a token, then call the emulator's Vertex AI with it:\n\
@@ -78,26 +99,29 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
          \n\
          Status: curl -s -H 'Metadata-Flavor: Google' http://{addr}/vertex-broker/v1/status\n\
          Ctrl-C stops.\n",
-        humantime::format_duration(opts.rotate_every)
     ));
 
-    let rotation = Rotation::new(
-        store.clone(),
-        RotationSettings {
-            iam_endpoint: g.clone(),
-            admin_secret_id: None,
-            propagation_timeout: Duration::from_secs(60),
-            revoke: RevokeMode::Delete,
-            http_timeout: Duration::from_secs(5),
-            retry: RetryPolicy::default(),
-        },
-    );
     let rotations = async {
+        let Some(arn) = &arn else {
+            // Keyless: nothing to rotate.
+            return std::future::pending().await;
+        };
+        let rotation = Rotation::new(
+            store.clone(),
+            RotationSettings {
+                iam_endpoint: g.clone(),
+                admin_secret_id: None,
+                propagation_timeout: Duration::from_secs(60),
+                revoke: RevokeMode::Delete,
+                http_timeout: Duration::from_secs(5),
+                retry: RetryPolicy::default(),
+            },
+        );
         let mut round = 0u32;
         loop {
             tokio::time::sleep(opts.rotate_every).await;
             round += 1;
-            say(rotate_once(&rotation, &store, &arn, round).await);
+            say(rotate_once(&rotation, &store, arn, round).await);
         }
     };
     tokio::select! {
@@ -106,8 +130,79 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
     }
     let _ = stop_server.send(());
     let _ = serving.await;
+    if opts.keyless {
+        let _ = std::fs::remove_file(&config_path);
+    }
     say("vertex-broker dev stopped.".into());
     Ok(())
+}
+
+/// The keyless path, offline: the emulator's own AWS STS issues the "function role's"
+/// credentials, a pool provider trusts its account, and the role may impersonate the sample
+/// account. The broker federates exactly as it would from Lambda. Also writes the credential
+/// configuration to a file, so `doctor` and `token` can be tried against it.
+fn keyless(
+    google: &google_emulator::Emulator,
+    base: BrokerSettings,
+    path: &std::path::Path,
+) -> Result<(BrokerSettings, String), DevError> {
+    let g = google.url();
+    let creds = google.issue_aws_credentials(DEV_ROLE, "vertex-dev");
+    let aws_account = DEV_ROLE.split(':').nth(4).unwrap_or_default();
+    google.add_aws_provider(DEV_PROVIDER, aws_account);
+    google.set_aws_sts_endpoint(&format!("{g}/aws-sts"));
+    let pool = DEV_PROVIDER.trim_start_matches("//iam.googleapis.com/").rsplit_once("/providers/").map_or("", |p| p.0);
+    let role = creds.arn.rsplit_once('/').map_or(creds.arn.as_str(), |r| r.0);
+    let member = format!("principalSet://iam.googleapis.com/{pool}/attribute.aws_role/{role}");
+    google.grant(DEV_ACCOUNT, google_emulator::state::WORKLOAD_IDENTITY_USER, &member);
+    // What `gcloud iam workload-identity-pools create-cred-config --aws --service-account` writes,
+    // with Google's and AWS's endpoints replaced by the emulator's.
+    let config = serde_json::json!({
+        "universe_domain": "googleapis.com",
+        "type": "external_account",
+        "audience": DEV_PROVIDER,
+        "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+        "token_url": format!("{g}/v1/token"),
+        "service_account_impersonation_url":
+            format!("{g}/v1/projects/-/serviceAccounts/{DEV_ACCOUNT}:generateAccessToken"),
+        "credential_source": {
+            "environment_id": "aws1",
+            "regional_cred_verification_url": format!("{g}/aws-sts/?Action=GetCallerIdentity&Version=2011-06-15"),
+        }
+    });
+    std::fs::write(path, config.to_string())
+        .map_err(|source| DevError::Config { path: path.display().to_string(), source })?;
+    let credentials = aws_credential_types::Credentials::new(
+        &creds.access_key_id,
+        &creds.secret_access_key,
+        Some(creds.session_token.clone()),
+        None,
+        "vertex-broker-dev",
+    );
+    let settings = BrokerSettings {
+        credential_config: Some(
+            CredentialConfig::parse(&config.to_string()).expect("the sandbox's configuration is valid"),
+        ),
+        aws: Some(AwsIdentity {
+            credentials: aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            region: "us-east-1".into(),
+        }),
+        ..base
+    };
+    let lines = format!(
+        "\x20 source          workload identity federation, no key: {role} -> Google STS -> {DEV_ACCOUNT}\n\
+         \x20 configuration   {path}\n\
+         \n\
+         Walk the keyless path step by step (the AWS keys exist only in this sandbox's emulator):\n\
+         \x20 AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_SESSION_TOKEN={} AWS_REGION=us-east-1 \\\n\
+         \x20   VERTEX_BROKER_CREDENTIAL_CONFIG={} vertex-broker doctor\n",
+        creds.access_key_id,
+        creds.secret_access_key,
+        creds.session_token,
+        path.display(),
+        path = path.display(),
+    );
+    Ok((settings, lines))
 }
 
 /// One rotation through the engine's own operator path; returns the one-line report.

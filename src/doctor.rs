@@ -277,9 +277,9 @@ impl Chain<'_> {
             Some(t) => Check::ok(
                 "lifetime",
                 format!(
-                    "asked {} s, Google granted {}; renewed with {} s left",
+                    "asked {} s, Google granted {} s; renewed with {} s left",
                     asked.as_secs(),
-                    lives(t),
+                    (t.expires_at - chrono::Utc::now()).num_seconds().max(0),
                     policy.refresh_ahead.as_secs()
                 ),
             ),

@@ -104,7 +104,9 @@ enum Command {
         secret: Option<String>,
     },
     /// Everything local, offline: Google emulator, in-memory secret, broker, rotations. Ctrl-C stops.
-    #[command(after_help = "Example:\n  vertex-broker dev --rotate-every 30s")]
+    #[command(
+        after_help = "Examples:\n  vertex-broker dev --rotate-every 30s\n  vertex-broker dev --keyless   # federation from AWS, no key"
+    )]
     Dev {
         /// Broker port on 127.0.0.1.
         #[arg(long, default_value_t = 2775)]
@@ -112,6 +114,9 @@ enum Command {
         /// How often to rotate the key.
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
         rotate_every: Duration,
+        /// No key: workload identity federation from a sandbox AWS role, impersonating the sample account.
+        #[arg(long)]
+        keyless: bool,
     },
 }
 
@@ -254,8 +259,8 @@ async fn run(cli: Cli, mut config: Config) -> Result<(), Failure> {
             }
             doctor(config, out).await
         }
-        Command::Dev { port, rotate_every } => {
-            let opts = vertex_broker::dev::DevOptions { port, rotate_every };
+        Command::Dev { port, rotate_every, keyless } => {
+            let opts = vertex_broker::dev::DevOptions { port, rotate_every, keyless };
             vertex_broker::dev::run(opts, shutdown_signal(), |line| {
                 println!("{line}");
                 let _ = std::io::stdout().flush();

@@ -336,3 +336,81 @@ async fn rotate_asks_secrets_manager_and_wait_follows_the_new_version() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("rotate --local"), "{}", stderr(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_keyless_federates_offline_and_its_doctor_line_passes() {
+    let emu = Emulator::start().await.unwrap(); // only for the environment; dev embeds its own
+    let port = support::free_port();
+    let mut child = cli(&emu)
+        .args(["dev", "--keyless", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut emulator_url, mut doctor_env) = (None, Vec::new());
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line = line.trim().to_string();
+            if let Some(rest) = line.strip_prefix("Google emulator ") {
+                emulator_url = rest.split_whitespace().next().map(str::to_string);
+            }
+            // The banner's doctor command: VAR=value pairs over two lines, then the command.
+            if line.starts_with("AWS_ACCESS_KEY_ID=") || line.starts_with("VERTEX_BROKER_CREDENTIAL_CONFIG=") {
+                doctor_env.extend(
+                    line.split_whitespace()
+                        .filter_map(|w| w.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                );
+            }
+            if line.starts_with("Ctrl-C stops") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read).await.expect("dev printed its banner");
+    let url = emulator_url.expect("the banner names the emulator");
+    let token: Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/token"))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status = reqwest::Client::new()
+        .post(format!("{url}/v1/projects/dev-project/locations/us-central1/endpoints/demo:predict"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&serde_json::json!({"instances": [{"prompt": "hello"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "the impersonated sample account's token works at Vertex");
+
+    // The banner's doctor line walks the same keyless path, every step ok.
+    assert!(doctor_env.iter().any(|(k, _)| k == "AWS_SECRET_ACCESS_KEY"), "{doctor_env:?}");
+    let addr = format!("127.0.0.1:{port}");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
+        .args(["doctor", "--output", "json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(doctor_env)
+        .env("GCE_METADATA_HOST", &addr)
+        .env("GCE_METADATA_IP", &addr)
+        .output()
+        .await
+        .unwrap();
+    ok(&out);
+    let report = json(&out);
+    for c in report["checks"].as_array().unwrap() {
+        assert_eq!(c["status"], "ok", "{c}");
+    }
+    assert!(report["checks"][1]["detail"].as_str().unwrap().contains("assumed-role/vertex-dev-function"), "{report}");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("stops on Ctrl-C").unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -83,7 +83,7 @@ impl SubjectToken {
         let host_name = host.split(':').next().unwrap_or(host);
         let sts_host = host_name == "sts.amazonaws.com"
             || (host_name.starts_with("sts.") && host_name.ends_with(".amazonaws.com"))
-            || sts_endpoint.trim_end_matches('/').ends_with(&format!("://{host}"));
+            || sts_endpoint.split("://").nth(1).and_then(|rest| rest.split(['/', '?']).next()) == Some(host);
         if !self.method.eq_ignore_ascii_case("POST") || !sts_host || !query.contains("Action=GetCallerIdentity") {
             return Err(Refused(
                 "The AWS request must be a POST GetCallerIdentity request to an AWS STS endpoint.".into(),

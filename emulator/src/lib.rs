@@ -6,6 +6,7 @@
 //! | [`oauth`] | the OAuth token endpoint (JWT-bearer grant: access and ID tokens) and `/oauth2/v3/certs` |
 //! | [`sts`] | Google STS `/v1/token`: AWS subject tokens exchanged for federated access tokens |
 //! | [`aws`] | AWS subject tokens: SigV4 recomputed, GetCallerIdentity replayed to AWS STS (moto) |
+//! | [`aws_sts`] | a minimal AWS STS (`/aws-sts/` GetCallerIdentity) for its own AWS keys, for offline use |
 //! | [`iam_credentials`] | IAM Credentials `generateAccessToken`, `generateIdToken`, `signJwt` (impersonation) |
 //! | [`vertex`] | Vertex AI `:predict` and `:generateContent` |
 //! | [`admin`] | `/emulator/v1/...`: seed accounts, inject faults, set propagation delay, read counters |
@@ -21,6 +22,7 @@
 
 pub mod admin;
 pub mod aws;
+pub mod aws_sts;
 pub mod crypto;
 pub mod google_error;
 pub mod iam;
@@ -188,6 +190,24 @@ impl Emulator {
         self.shared.world().aws_sts_endpoint = Some(endpoint.to_string());
     }
 
+    /// Issues AWS credentials for `role_arn` (`arn:aws:iam::ACCOUNT:role/NAME`) in session
+    /// `session`, known only to the emulator's own STS at [`aws_sts::PATH`]: the keyless path
+    /// with no AWS at all. Make it the STS subject tokens are checked with by passing
+    /// `{url}/aws-sts` to [`Self::set_aws_sts_endpoint`].
+    pub fn issue_aws_credentials(&self, role_arn: &str, session: &str) -> aws_sts::AwsCredentials {
+        let (account, role) = role_arn
+            .strip_prefix("arn:aws:iam::")
+            .and_then(|rest| rest.split_once(":role/"))
+            .unwrap_or(("000000000000", role_arn));
+        let arn = format!("arn:aws:sts::{account}:assumed-role/{role}/{session}");
+        let id: String = crypto::random_token(16).chars().filter(char::is_ascii_alphanumeric).take(13).collect();
+        let access_key_id = format!("ASIAEMU{}", id.to_ascii_uppercase());
+        let secret_access_key = crypto::random_token(40);
+        let key = aws_sts::AwsKey { secret: secret_access_key.clone(), arn: arn.clone() };
+        self.shared.world().aws_keys.insert(access_key_id.clone(), key);
+        aws_sts::AwsCredentials { access_key_id, secret_access_key, session_token: crypto::random_token(64), arn }
+    }
+
     /// Grants a federated member (`principal://...` or `principalSet://...`) Vertex AI use.
     pub fn grant_vertex(&self, member: &str) {
         self.shared.world().vertex_members.insert(member.to_string());
@@ -264,6 +284,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{sa}/keys/{{key}}"), get(iam::get).delete(iam::delete).post(iam::action))
         .route("/token", post(oauth::token))
         .route("/v1/token", post(sts::token))
+        .route(aws_sts::PATH, post(aws_sts::get_caller_identity))
         .route("/v1/projects/{project}/serviceAccounts/{target}", post(iam_credentials::call))
         .route("/oauth2/v3/certs", get(oauth::certs))
         .route("/v1/projects/{project}/locations/{location}/endpoints/{endpoint}", post(vertex::endpoint))

@@ -132,6 +132,8 @@ pub struct World {
     pub aws_sts_endpoint: Option<String>,
     /// Federated members (`principal://...`, `principalSet://...`) granted Vertex AI use.
     pub vertex_members: HashSet<String>,
+    /// AWS keys the emulator's own STS (`/aws-sts/`) issued, by access key id.
+    pub aws_keys: HashMap<String, crate::aws_sts::AwsKey>,
 }
 
 impl World {
@@ -149,6 +151,7 @@ impl World {
             aws_providers: HashMap::new(),
             aws_sts_endpoint: None,
             vertex_members: HashSet::new(),
+            aws_keys: HashMap::new(),
         }
     }
 
