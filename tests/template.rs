@@ -91,3 +91,34 @@ fn the_rotation_policy_covers_every_call_the_engine_makes_and_no_more() {
     assert!(!read_only.contains("Put") && !read_only.contains("Update"), "the example function only reads");
     assert!(t.contains("SourceAccount: !Ref AWS::AccountId"), "the invoke permission is scoped by account");
 }
+
+/// The resource block of `name` in the template: its line and the more deeply indented ones after.
+fn resource(t: &str, name: &str) -> String {
+    let header = format!("  {name}:");
+    let mut lines = t.lines().skip_while(|l| *l != header);
+    let first = lines.next().unwrap_or_else(|| panic!("no resource {name}"));
+    let body = lines.take_while(|l| l.is_empty() || l.starts_with("   "));
+    std::iter::once(first).chain(body).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn the_federation_source_deploys_no_secret_and_no_rotation_and_the_function_gets_its_configuration() {
+    let t = template();
+    assert!(t.contains("AllowedValues: [RotatedKey, Federation]") && t.contains("Default: RotatedKey"));
+    for name in ["GoogleKeySecret", "RotationFunction", "RotationInvokePermission", "GoogleKeyRotation"] {
+        assert!(resource(&t, name).contains("Condition: UseRotatedKey"), "{name} exists only with RotatedKey");
+    }
+    let function = resource(&t, "VertexProxyFunction");
+    for line in [
+        "VERTEX_BROKER_SECRET_ID: !If [UseRotatedKey, !Ref GoogleKeySecret, !Ref AWS::NoValue]",
+        "VERTEX_BROKER_CREDENTIAL_CONFIG: !If [UseFederation, !Ref CredentialConfig, !Ref AWS::NoValue]",
+        "VERTEX_BROKER_IMPERSONATE: !If [Impersonates, !Ref ImpersonateServiceAccount, !Ref AWS::NoValue]",
+        "VERTEX_BROKER_TOKEN_LIFETIME: !Ref TokenLifetime",
+    ] {
+        assert!(function.contains(line), "VertexProxyFunction sets {line}");
+    }
+    // With federation the function's role holds no Secrets Manager right at all.
+    let policies = function.split("Policies:").nth(1).unwrap().split("Events:").next().unwrap();
+    assert!(policies.trim_start().starts_with("- !If\n") && policies.contains("- UseRotatedKey"), "{policies}");
+    assert!(t.contains("FederationNeedsItsConfiguration"), "a Federation stack without its configuration is refused");
+}
