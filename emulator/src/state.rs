@@ -79,7 +79,8 @@ pub struct IssuedToken {
 /// A failure (or slowness) injected into the next `count` calls of one endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Fault {
-    /// `iam.create`, `iam.list`, `iam.get`, `iam.delete`, `iam.disable`, `iam.enable`, `token`, `vertex`.
+    /// `iam.create`, `iam.list`, `iam.get`, `iam.delete`, `iam.disable`, `iam.enable`, `token`, `sts`,
+    /// `iamcredentials`, `vertex`.
     pub endpoint: String,
     /// How many consecutive calls it applies to.
     #[serde(default = "one")]
