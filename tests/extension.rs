@@ -266,3 +266,45 @@ async fn a_failing_slot_backs_off_across_invokes() {
     assert!(get_token(port).await.is_ok());
     f.emu.clear_faults();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extension_federates_as_the_functions_role_with_no_secret() {
+    use google_emulator::state::WORKLOAD_IDENTITY_USER;
+    use support::federation;
+    let emu = google_emulator::Emulator::start().await.unwrap();
+    let audience = federation::provider_audience(&support::unique("pool"));
+    federation::trust_moto(&emu, &audience);
+    // What Lambda puts in the environment: the execution role's session credentials.
+    let creds = federation::assume_role(&support::unique("fn-role"), "my-function").await;
+    let target = support::account("ext-fed");
+    emu.grant(&target, WORKLOAD_IDENTITY_USER, &federation::role_member(&audience, &creds));
+    let mut config = federation::credential_config(&emu, &audience, Some(&target));
+    config["credential_source"]["regional_cred_verification_url"] =
+        format!("{}/?Action=GetCallerIdentity&Version=2011-06-15", support::moto_endpoint()).into();
+
+    let api = ExtensionsApi::start().await;
+    let port = support::free_port();
+    let mut child = extension(&api, port)
+        .envs(creds.env())
+        .env("VERTEX_BROKER_CREDENTIAL_CONFIG", config.to_string()) // the inline form
+        .spawn()
+        .unwrap();
+    api.wait_for(Duration::from_secs(10), |s| !s.registered.is_empty()).await;
+    let token = get_token(port).await.expect("a federated, impersonated token during INIT");
+    assert_eq!(emu.token_account(token["access_token"].as_str().unwrap()), Some(target.clone()));
+    let email = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/email"))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(email, target);
+    assert!(api.seen().init_errors.is_empty(), "no secret needed");
+
+    api.send(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0}));
+    let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await.expect("stopped within 2 s").unwrap();
+    assert!(status.success(), "{status:?}");
+}
