@@ -405,6 +405,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn short_lifetimes_scale_refresh_ahead_and_min_life_long_ones_keep_the_defaults() {
+        let short = CachePolicy::default().for_lifetime(Duration::from_secs(600));
+        assert_eq!((short.refresh_ahead, short.min_life), (Duration::from_secs(100), Duration::from_secs(50)));
+        assert_eq!(short.backoff_max, CachePolicy::default().backoff_max, "backoff is not about lifetime");
+        for long in [3600, 43200] {
+            let p = CachePolicy::default().for_lifetime(Duration::from_secs(long));
+            assert_eq!((p.refresh_ahead, p.min_life), (Duration::from_secs(600), Duration::from_secs(300)));
+        }
+        // Under the short policy a token with 99 s left is served and due for renewal; one with
+        // 200 s left is served as is.
+        let limiter = MintLimiter::new(4, 100);
+        for (left, due) in [(99, true), (200, false)] {
+            let c = TokenCache::new(short, 4, None::<String>);
+            let (slot, admission) = c.insert("k", &limiter).unwrap();
+            c.fill(&slot, false, admission, &limiter, || async { Ok::<_, String>(token(Duration::from_secs(left))) })
+                .await
+                .unwrap();
+            match c.lookup("k") {
+                Some((_, Lookup::Hit { refresh, .. })) => assert_eq!(refresh, due, "{left} s left"),
+                _ => panic!("a token with {left} s left is servable under a 50 s minimum life"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_cache_holds_at_most_its_capacity_evicting_the_least_recently_used() {
         let (c, limiter) = (cache(3), MintLimiter::new(4, 1000));
         for key in ["pinned", "a", "b"] {
