@@ -26,6 +26,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/emulator/v1/aws-providers", post(add_aws_provider))
         .route("/emulator/v1/aws-sts", post(set_aws_sts))
         .route("/emulator/v1/vertex-members", post(add_vertex_member))
+        .route("/emulator/v1/vertex-latency", post(vertex_latency))
 }
 
 /// Mints a key that works at once, creating the account when needed.
@@ -168,4 +169,18 @@ struct VertexMember {
 async fn add_vertex_member(State(shared): State<Arc<Shared>>, Json(m): Json<VertexMember>) -> Json<Value> {
     shared.world().vertex_members.insert(m.member.clone());
     Json(json!({"member": m.member}))
+}
+
+#[derive(Deserialize)]
+struct VertexLatency {
+    #[serde(default)]
+    first_byte_ms: u64,
+    #[serde(default)]
+    between_events_ms: u64,
+}
+
+async fn vertex_latency(State(shared): State<Arc<Shared>>, Json(l): Json<VertexLatency>) -> Json<Value> {
+    let latency = (Duration::from_millis(l.first_byte_ms), Duration::from_millis(l.between_events_ms));
+    shared.world().vertex_latency = latency;
+    Json(json!({"first_byte_ms": l.first_byte_ms, "between_events_ms": l.between_events_ms}))
 }

@@ -8,7 +8,7 @@
 //! | [`aws`] | AWS subject tokens: SigV4 recomputed, GetCallerIdentity replayed to AWS STS (moto) |
 //! | [`aws_sts`] | a minimal AWS STS (`/aws-sts/` GetCallerIdentity) for its own AWS keys, for offline use |
 //! | [`iam_credentials`] | IAM Credentials `generateAccessToken`, `generateIdToken`, `signJwt` (impersonation) |
-//! | [`vertex`] | Vertex AI `:predict` and `:generateContent` |
+//! | [`vertex`] | Vertex AI `:predict`, `:generateContent`, `:streamGenerateContent` (SSE), v1 and v1beta1 |
 //! | [`admin`] | `/emulator/v1/...`: seed accounts, inject faults, set propagation delay, read counters |
 //! | [`state`] | the world behind them: accounts, keys, issued tokens, faults, counters |
 //! | [`google_error`] | Google's error bodies |
@@ -213,6 +213,11 @@ impl Emulator {
         self.shared.world().vertex_members.insert(member.to_string());
     }
 
+    /// Vertex's latency: before the first byte of an answer, and between streamed events.
+    pub fn set_vertex_latency(&self, first_byte: Duration, between_events: Duration) {
+        self.shared.world().vertex_latency = (first_byte, between_events);
+    }
+
     /// How long new keys stay invisible and unusable.
     pub fn set_propagation_delay(&self, delay: Duration) {
         self.shared.world().propagation_delay = delay;
@@ -288,7 +293,12 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/projects/{project}/serviceAccounts/{target}", post(iam_credentials::call))
         .route("/oauth2/v3/certs", get(oauth::certs))
         .route("/v1/projects/{project}/locations/{location}/endpoints/{endpoint}", post(vertex::endpoint))
+        .route("/v1beta1/projects/{project}/locations/{location}/endpoints/{endpoint}", post(vertex::endpoint))
         .route("/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}", post(vertex::model))
+        .route(
+            "/v1beta1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}",
+            post(vertex::model),
+        )
         .merge(admin::routes())
         .with_state(shared)
 }

@@ -135,6 +135,8 @@ pub struct World {
     pub vertex_members: HashSet<String>,
     /// AWS keys the emulator's own STS (`/aws-sts/`) issued, by access key id.
     pub aws_keys: HashMap<String, crate::aws_sts::AwsKey>,
+    /// Vertex: wait before the first byte, and between streamed events.
+    pub vertex_latency: (Duration, Duration),
 }
 
 impl World {
@@ -153,6 +155,7 @@ impl World {
             aws_sts_endpoint: None,
             vertex_members: HashSet::new(),
             aws_keys: HashMap::new(),
+            vertex_latency: (Duration::ZERO, Duration::ZERO),
         }
     }
 

@@ -1,8 +1,12 @@
-//! Vertex AI `:predict` and `:generateContent`, answering deterministically to emulator tokens only.
+//! Vertex AI `:predict`, `:generateContent` and `:streamGenerateContent` (SSE), under `v1` and
+//! `v1beta1`, answering deterministically to emulator tokens only, with configurable latency and
+//! Vertex's own 429 body for injected faults.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -37,8 +41,8 @@ pub async fn endpoint(
     let Some((endpoint, "predict")) = endpoint_and_verb.split_once(':') else {
         return ApiError::new(404, "NOT_FOUND", "Method not found.").into_response();
     };
-    if let Some(err) = shared.fault("vertex").await {
-        return err.into_response();
+    if let Some(fault) = vertex_fault(&shared).await {
+        return fault;
     }
     let resource = format!("projects/{project}/locations/{location}/endpoints/{endpoint}");
     if let Err(e) = authorize(&shared, &headers, "aiplatform.endpoints.predict", &resource) {
@@ -58,17 +62,36 @@ pub async fn endpoint(
     .into_response()
 }
 
+/// What Vertex says when a model is over quota (the message of its 429 for Gemini models).
+const RESOURCE_EXHAUSTED: &str = "Resource exhausted. Please try again later. Please refer to \
+    https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.";
+
+/// An injected fault as Vertex answers it: 429 is Vertex's RESOURCE_EXHAUSTED.
+async fn vertex_fault(shared: &Shared) -> Option<Response> {
+    let status = shared.take_fault("vertex").await?;
+    Some(match status {
+        429 => ApiError::new(429, "RESOURCE_EXHAUSTED", RESOURCE_EXHAUSTED).into_response(),
+        other => ApiError::for_status(other).into_response(),
+    })
+}
+
+/// `:generateContent`, and `:streamGenerateContent` as server-sent events (`?alt=sse`) or as a
+/// JSON array of the same responses. The answer echoes the prompt, a word per streamed event;
+/// the last event carries `finishReason` and the full `usageMetadata`, as Vertex's does.
 pub async fn model(
     State(shared): State<Arc<Shared>>,
     Path((project, location, publisher, model_and_verb)): Path<(String, String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    let Some((model, "generateContent")) = model_and_verb.split_once(':') else {
-        return ApiError::new(404, "NOT_FOUND", "Method not found.").into_response();
+    let (model, streaming) = match model_and_verb.split_once(':') {
+        Some((model, "generateContent")) => (model.to_string(), false),
+        Some((model, "streamGenerateContent")) => (model.to_string(), true),
+        _ => return ApiError::new(404, "NOT_FOUND", "Method not found.").into_response(),
     };
-    if let Some(err) = shared.fault("vertex").await {
-        return err.into_response();
+    if let Some(fault) = vertex_fault(&shared).await {
+        return fault;
     }
     let resource = format!("projects/{project}/locations/{location}/publishers/{publisher}/models/{model}");
     if let Err(e) = authorize(&shared, &headers, "aiplatform.endpoints.predict", &resource) {
@@ -91,13 +114,43 @@ pub async fn model(
     }
     let prompt = text.join(" ");
     let words = prompt.split_whitespace().count();
-    Json(json!({
-        "candidates": [{
-            "content": {"role": "model", "parts": [{"text": format!("echo: {prompt}")}]},
-            "finishReason": "STOP"
-        }],
-        "usageMetadata": {"promptTokenCount": words, "candidatesTokenCount": words + 1, "totalTokenCount": 2 * words + 1},
-        "modelVersion": model,
-    }))
-    .into_response()
+    let usage = json!({"promptTokenCount": words, "candidatesTokenCount": words + 1, "totalTokenCount": 2 * words + 1});
+    let reply = format!("echo: {prompt}");
+    let (first_byte, between) = shared.world().vertex_latency;
+    tokio::time::sleep(first_byte).await;
+    let response = |text: &str, last: bool| {
+        let mut candidate = json!({"content": {"role": "model", "parts": [{"text": text}]}});
+        let mut r = json!({"modelVersion": model, "responseId": "emulator"});
+        if last {
+            candidate["finishReason"] = "STOP".into();
+            r["usageMetadata"] = usage.clone();
+        }
+        r["candidates"] = json!([candidate]);
+        r
+    };
+    if !streaming {
+        return Json(response(&reply, true)).into_response();
+    }
+    let pieces: Vec<String> = reply.split_inclusive(' ').map(str::to_string).collect();
+    let events: Vec<Value> = pieces.iter().enumerate().map(|(i, p)| response(p, i + 1 == pieces.len())).collect();
+    if query.get("alt").map(String::as_str) != Some("sse") {
+        return Json(Value::Array(events)).into_response();
+    }
+    // One event at a time, `between` apart: a client sees the first before the last is sent.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::convert::Infallible>>(4);
+    tokio::spawn(async move {
+        for (i, event) in events.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(between).await;
+            }
+            if tx.send(Ok(format!("data: {event}\r\n\r\n"))).await.is_err() {
+                return; // the client went away
+            }
+        }
+    });
+    (
+        [("content-type", "text/event-stream"), ("cache-control", "no-cache")],
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
 }
