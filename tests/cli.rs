@@ -209,6 +209,29 @@ async fn status_reports_each_warning_on_a_setup_built_to_trigger_it() {
     assert_eq!(f.google_keys().len(), 7);
 }
 
+/// Gets a token from the `dev` broker on `port` and calls the sandbox emulator's Vertex with it,
+/// as the banner's curl lines do; returns the HTTP status.
+async fn dev_token_at_vertex(port: u16, emulator_url: &str) -> u16 {
+    let token: Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/token"))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reqwest::Client::new()
+        .post(format!("{emulator_url}/v1/projects/dev-project/locations/us-central1/endpoints/demo:predict"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&serde_json::json!({"instances": [{"prompt": "hello"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_serves_a_token_vertex_accepts_rotates_and_stops_on_sigint() {
     let emu = Emulator::start().await.unwrap(); // only for the environment; dev embeds its own
@@ -226,25 +249,7 @@ async fn dev_serves_a_token_vertex_accepts_rotates_and_stops_on_sigint() {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.trim().strip_prefix("Google emulator ") {
                 emulator_url = rest.split_whitespace().next().map(str::to_string);
-                let url = emulator_url.clone().unwrap();
-                let token: Value = reqwest::Client::new()
-                    .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/token"))
-                    .header("Metadata-Flavor", "Google")
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let status = reqwest::Client::new()
-                    .post(format!("{url}/v1/projects/dev-project/locations/us-central1/endpoints/demo:predict"))
-                    .bearer_auth(token["access_token"].as_str().unwrap())
-                    .json(&serde_json::json!({"instances": [{"prompt": "hello"}]}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status();
-                assert_eq!(status, 200);
+                assert_eq!(dev_token_at_vertex(port, emulator_url.as_deref().unwrap()).await, 200);
             }
             if line.starts_with("rotation 1:") {
                 rotated = Some(line);
@@ -370,24 +375,7 @@ async fn dev_keyless_federates_offline_and_its_doctor_line_passes() {
     };
     tokio::time::timeout(Duration::from_secs(60), read).await.expect("dev printed its banner");
     let url = emulator_url.expect("the banner names the emulator");
-    let token: Value = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/token"))
-        .header("Metadata-Flavor", "Google")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let status = reqwest::Client::new()
-        .post(format!("{url}/v1/projects/dev-project/locations/us-central1/endpoints/demo:predict"))
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .json(&serde_json::json!({"instances": [{"prompt": "hello"}]}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200, "the impersonated sample account's token works at Vertex");
+    assert_eq!(dev_token_at_vertex(port, &url).await, 200, "the impersonated sample account's token works at Vertex");
 
     // The banner's doctor line walks the same keyless path, every step ok.
     assert!(doctor_env.iter().any(|(k, _)| k == "AWS_SECRET_ACCESS_KEY"), "{doctor_env:?}");

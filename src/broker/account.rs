@@ -425,6 +425,16 @@ impl Account {
     /// Counts a federation or impersonation call's outcome; a failure becomes what a client may
     /// be told.
     fn counted(&self, result: Result<Token, TokenError>, step: Step) -> Result<Token, String> {
+        self.record(result, |e| explain_step(step, e, self.asked_lifetime()).to_string())
+    }
+
+    /// Counts a mint's outcome and logs a failure in full; `explain` turns it into what a client
+    /// may be told.
+    fn record(
+        &self,
+        result: Result<Token, TokenError>,
+        explain: impl FnOnce(&TokenError) -> String,
+    ) -> Result<Token, String> {
         match result {
             Ok(token) => {
                 self.counters.mints.fetch_add(1, Ordering::Relaxed);
@@ -433,7 +443,7 @@ impl Account {
             Err(e) => {
                 self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(account = %self.secret_id, error = %e, "minting a token failed");
-                Err(explain_step(step, &e, self.asked_lifetime()).to_string())
+                Err(explain(&e))
             }
         }
     }
@@ -458,17 +468,7 @@ impl Account {
             }
             other => other,
         };
-        match result {
-            Ok(token) => {
-                self.counters.mints.fetch_add(1, Ordering::Relaxed);
-                Ok(token)
-            }
-            Err(e) => {
-                self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(secret = %self.secret_id, error = %e, "minting a token failed");
-                Err(explain(&e))
-            }
-        }
+        self.record(result, explain)
     }
 
     /// Starts this account's work for an INVOKE event (a frozen Lambda runs no timers): the
