@@ -40,22 +40,10 @@ async fn run() {
     federation::trust_moto(&f.emu, &audience);
     let creds = federation::assume_role(&support::unique("bench-role"), "bench").await;
     f.emu.grant(&target, WORKLOAD_IDENTITY_USER, &federation::role_member(&audience, &creds));
-    let aws = AwsIdentity {
-        credentials: aws_credential_types::provider::SharedCredentialsProvider::new(
-            aws_credential_types::Credentials::new(
-                &creds.access_key_id,
-                &creds.secret_access_key,
-                Some(creds.session_token.clone()),
-                None,
-                "bench",
-            ),
-        ),
-        region: "us-east-1".into(),
-    };
+    let aws =
+        AwsIdentity::fixed(&creds.access_key_id, &creds.secret_access_key, Some(&creds.session_token), "us-east-1");
     let federated = |impersonate: Option<&str>| {
-        let mut config = federation::credential_config(&f.emu, &audience, impersonate);
-        config["credential_source"]["regional_cred_verification_url"] =
-            format!("{}/?Action=GetCallerIdentity&Version=2011-06-15", support::moto_endpoint()).into();
+        let config = federation::signed_for_moto(federation::credential_config(&f.emu, &audience, impersonate));
         let mut s = BrokerSettings::for_secrets(Vec::new());
         s.credential_config = Some(CredentialConfig::parse(&config.to_string()).unwrap());
         s.aws = Some(aws.clone());

@@ -172,21 +172,16 @@ fn keyless(
     });
     std::fs::write(path, config.to_string())
         .map_err(|source| DevError::Config { path: path.display().to_string(), source })?;
-    let credentials = aws_credential_types::Credentials::new(
-        &creds.access_key_id,
-        &creds.secret_access_key,
-        Some(creds.session_token.clone()),
-        None,
-        "vertex-broker-dev",
-    );
     let settings = BrokerSettings {
         credential_config: Some(
             CredentialConfig::parse(&config.to_string()).expect("the sandbox's configuration is valid"),
         ),
-        aws: Some(AwsIdentity {
-            credentials: aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
-            region: "us-east-1".into(),
-        }),
+        aws: Some(AwsIdentity::fixed(
+            &creds.access_key_id,
+            &creds.secret_access_key,
+            Some(&creds.session_token),
+            "us-east-1",
+        )),
         ..base
     };
     let lines = format!(

@@ -278,9 +278,7 @@ async fn the_extension_federates_as_the_functions_role_with_no_secret() {
     let creds = federation::assume_role(&support::unique("fn-role"), "my-function").await;
     let target = support::account("ext-fed");
     emu.grant(&target, WORKLOAD_IDENTITY_USER, &federation::role_member(&audience, &creds));
-    let mut config = federation::credential_config(&emu, &audience, Some(&target));
-    config["credential_source"]["regional_cred_verification_url"] =
-        format!("{}/?Action=GetCallerIdentity&Version=2011-06-15", support::moto_endpoint()).into();
+    let config = federation::signed_for_moto(federation::credential_config(&emu, &audience, Some(&target)));
 
     let api = ExtensionsApi::start().await;
     let port = support::free_port();

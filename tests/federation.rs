@@ -128,17 +128,7 @@ fn pool_of(audience: &str) -> &str {
 
 /// The AWS identity a broker signs with: the assumed role's credentials, as in Lambda.
 fn aws_identity(creds: &AwsCredentials) -> AwsIdentity {
-    let credentials = aws_credential_types::Credentials::new(
-        &creds.access_key_id,
-        &creds.secret_access_key,
-        Some(creds.session_token.clone()),
-        None,
-        "test",
-    );
-    AwsIdentity {
-        credentials: aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
-        region: "us-east-1".into(),
-    }
+    AwsIdentity::fixed(&creds.access_key_id, &creds.secret_access_key, Some(&creds.session_token), "us-east-1")
 }
 
 /// A broker federating with `config` (its verification URL pointed at moto, as in the README's
@@ -148,9 +138,7 @@ async fn federated_broker(
     creds: &AwsCredentials,
     adjust: impl FnOnce(&mut BrokerSettings),
 ) -> RunningBroker {
-    let mut config = config;
-    config["credential_source"]["regional_cred_verification_url"] =
-        format!("{}/?Action=GetCallerIdentity&Version=2011-06-15", support::moto_endpoint()).into();
+    let config = federation::signed_for_moto(config);
     let mut settings = BrokerSettings::for_secrets(Vec::new());
     settings.credential_config = Some(CredentialConfig::parse(&config.to_string()).unwrap());
     settings.aws = Some(aws_identity(creds));
@@ -307,9 +295,7 @@ async fn doctor(env: &[(&str, String)]) -> (Option<i32>, std::collections::HashM
 /// A credential configuration as the broker reads it in a test: gcloud's, its verification URL
 /// pointed at moto, written to a file (the path form of VERTEX_BROKER_CREDENTIAL_CONFIG).
 fn config_file(emu: &Emulator, audience: &str, impersonate: Option<&str>) -> String {
-    let mut config = federation::credential_config(emu, audience, impersonate);
-    config["credential_source"]["regional_cred_verification_url"] =
-        format!("{}/?Action=GetCallerIdentity&Version=2011-06-15", support::moto_endpoint()).into();
+    let config = federation::signed_for_moto(federation::credential_config(emu, audience, impersonate));
     let path = std::env::temp_dir().join(format!("{}.json", support::unique("client-library-config")));
     std::fs::write(&path, config.to_string()).unwrap();
     path.to_str().unwrap().to_string()

@@ -135,15 +135,21 @@ impl AwsIdentity {
     /// keys and session token, and AWS_REGION. None when a variable is missing.
     pub fn from_lambda_env() -> Option<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let credentials = aws_credential_types::Credentials::new(
-            var("AWS_ACCESS_KEY_ID")?,
-            var("AWS_SECRET_ACCESS_KEY")?,
-            var("AWS_SESSION_TOKEN"),
-            None,
-            "lambda-environment",
-        );
+        let (key, secret) = (var("AWS_ACCESS_KEY_ID")?, var("AWS_SECRET_ACCESS_KEY")?);
         let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"))?;
-        Some(Self { credentials: SharedCredentialsProvider::new(credentials), region })
+        Some(Self::fixed(&key, &secret, var("AWS_SESSION_TOKEN").as_deref(), &region))
+    }
+
+    /// Credentials that never change for their lifetime (Lambda's, a sandbox's, a test's).
+    pub fn fixed(access_key_id: &str, secret_access_key: &str, session_token: Option<&str>, region: &str) -> Self {
+        let credentials = aws_credential_types::Credentials::new(
+            access_key_id,
+            secret_access_key,
+            session_token.map(str::to_string),
+            None,
+            "vertex-broker",
+        );
+        Self { credentials: SharedCredentialsProvider::new(credentials), region: region.to_string() }
     }
 
     /// aws-config's provider chain (environment, profiles and SSO, ECS container credentials,

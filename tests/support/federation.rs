@@ -107,6 +107,14 @@ pub fn credential_config(emu: &Emulator, audience: &str, impersonate: Option<&st
     config
 }
 
+/// `config` with subject tokens signed for moto's STS (the broker sends its GetCallerIdentity
+/// there for `doctor`; Google's own clients keep gcloud's `sts.{region}.amazonaws.com`).
+pub fn signed_for_moto(mut config: serde_json::Value) -> serde_json::Value {
+    config["credential_source"]["regional_cred_verification_url"] =
+        format!("{}/?Action=GetCallerIdentity&Version=2011-06-15", moto_endpoint()).into();
+    config
+}
+
 /// Serves `creds` the way ECS (and Lambda SnapStart, EKS Pod Identity) hand container
 /// credentials to the AWS SDK: `GET` at `AWS_CONTAINER_CREDENTIALS_FULL_URI` with the
 /// `Authorization` value of `AWS_CONTAINER_AUTHORIZATION_TOKEN`. Returns the URI and a count of
