@@ -58,6 +58,47 @@ pub struct Config {
     pub iam_credentials_endpoint: String,
     /// `VERTEX_BROKER_PROJECT_ID`: the metadata `project-id`; else the served account's project.
     pub project_id: Option<String>,
+    /// The Vertex gateway (`/vertex/...`).
+    pub vertex: VertexGateway,
+    /// `VERTEX_BROKER_TOKEN_ENDPOINTS`: `on` (default), or `off` to refuse the metadata token and
+    /// identity endpoints, so that function code reaches Vertex only through the gateway.
+    pub token_endpoints: bool,
+    /// `VERTEX_BROKER_METRICS_NAMESPACE` (default `VertexBroker`); `None` when
+    /// `VERTEX_BROKER_METRICS=off`.
+    pub metrics_namespace: Option<String>,
+    /// `VERTEX_BROKER_AUDIT`: `on` (default) writes a JSON audit line per gateway call.
+    pub audit: bool,
+}
+
+/// How the gateway calls Vertex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexGateway {
+    /// `VERTEX_BROKER_VERTEX_ENDPOINT`: a base URL used instead of
+    /// `https://{location}-aiplatform.googleapis.com` (tests, private endpoints).
+    pub endpoint: Option<String>,
+    /// `VERTEX_BROKER_VERTEX_DEADLINE`: how long a call may spend on retries outside Lambda, when
+    /// the request names no shorter deadline (in Lambda the invocation's deadline bounds it too).
+    pub deadline: Duration,
+    /// `VERTEX_BROKER_VERTEX_RETRIES`: tries after the first on 429 and 503 (0 turns retries off).
+    pub retries: u32,
+    /// `VERTEX_BROKER_VERTEX_FALLBACK=global`: after a 429 from a regional endpoint, try the
+    /// global one.
+    pub fallback_global: bool,
+    /// `VERTEX_BROKER_VERTEX_MAX_BODY_MB`: largest request body forwarded (Vertex's own limit
+    /// for a request with inline data is 20 MB).
+    pub max_body: usize,
+}
+
+impl Default for VertexGateway {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            deadline: Duration::from_secs(30),
+            retries: 3,
+            fallback_global: false,
+            max_body: 20 * 1024 * 1024,
+        }
+    }
 }
 
 /// The longest token lifetime Google allows (with the org policy's extension).
@@ -248,7 +289,71 @@ impl Config {
             });
         }
         let delegates = emails("VERTEX_BROKER_DELEGATES")?;
+        let switch = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+                None => Ok(default),
+                Some("on" | "true" | "1") => Ok(true),
+                Some("off" | "false" | "0") => Ok(false),
+                Some(other) => {
+                    Err(ConfigError { variable: name, value: other.to_string(), expected: "`on` or `off`".into() })
+                }
+            }
+        };
+        let defaults = VertexGateway::default();
+        let endpoint = get("VERTEX_BROKER_VERTEX_ENDPOINT");
+        if let Some(e) = &endpoint {
+            if !matches!(reqwest::Url::parse(e), Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            {
+                return Err(ConfigError {
+                    variable: "VERTEX_BROKER_VERTEX_ENDPOINT",
+                    value: e.clone(),
+                    expected: "an http(s) base URL such as https://us-central1-aiplatform.googleapis.com".into(),
+                });
+            }
+        }
+        let small = |name: &'static str, default: u32, max: u32| -> Result<u32, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<u32>().ok().filter(|n| *n <= max).ok_or(ConfigError {
+                    variable: name,
+                    value: v,
+                    expected: format!("a whole number from 0 to {max}"),
+                }),
+            }
+        };
+        let vertex = VertexGateway {
+            endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()),
+            deadline: duration("VERTEX_BROKER_VERTEX_DEADLINE", defaults.deadline)?,
+            retries: small("VERTEX_BROKER_VERTEX_RETRIES", defaults.retries, 10)?,
+            fallback_global: match get("VERTEX_BROKER_VERTEX_FALLBACK").as_deref() {
+                None | Some("off") => false,
+                Some("global") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        variable: "VERTEX_BROKER_VERTEX_FALLBACK",
+                        value: other.to_string(),
+                        expected: "`global` (retry a regional 429 at the global endpoint) or `off`".into(),
+                    })
+                }
+            },
+            max_body: match get("VERTEX_BROKER_VERTEX_MAX_BODY_MB") {
+                None => defaults.max_body,
+                Some(_) => small("VERTEX_BROKER_VERTEX_MAX_BODY_MB", 20, 500)?.max(1) as usize * 1024 * 1024,
+            },
+        };
+        let namespace = get("VERTEX_BROKER_METRICS_NAMESPACE").unwrap_or_else(|| "VertexBroker".to_string());
+        if namespace.len() > 255 || namespace.contains(':') {
+            return Err(ConfigError {
+                variable: "VERTEX_BROKER_METRICS_NAMESPACE",
+                value: namespace,
+                expected: "a CloudWatch namespace: up to 255 characters, no colon".into(),
+            });
+        }
         Ok(Self {
+            vertex,
+            token_endpoints: switch("VERTEX_BROKER_TOKEN_ENDPOINTS", true)?,
+            metrics_namespace: switch("VERTEX_BROKER_METRICS", true)?.then_some(namespace),
+            audit: switch("VERTEX_BROKER_AUDIT", true)?,
             credential_config,
             impersonate: impersonate.into_iter().next(),
             delegates,
@@ -302,6 +407,35 @@ mod tests {
         assert_eq!(c.revoke, RevokeMode::Delete);
         assert!(c.secret_ids.is_empty() && c.admin_secret_id.is_none());
         assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.vertex, VertexGateway::default());
+        assert!(c.token_endpoints && c.audit);
+        assert_eq!(c.metrics_namespace.as_deref(), Some("VertexBroker"));
+    }
+
+    #[test]
+    fn gateway_settings() {
+        let c = config(&[
+            ("VERTEX_BROKER_VERTEX_ENDPOINT", "http://127.0.0.1:9/"),
+            ("VERTEX_BROKER_VERTEX_RETRIES", "0"),
+            ("VERTEX_BROKER_VERTEX_FALLBACK", "global"),
+            ("VERTEX_BROKER_VERTEX_MAX_BODY_MB", "6"),
+            ("VERTEX_BROKER_VERTEX_DEADLINE", "10s"),
+            ("VERTEX_BROKER_TOKEN_ENDPOINTS", "off"),
+            ("VERTEX_BROKER_METRICS", "off"),
+            ("VERTEX_BROKER_AUDIT", "OFF"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.vertex,
+            VertexGateway {
+                endpoint: Some("http://127.0.0.1:9".into()),
+                deadline: Duration::from_secs(10),
+                retries: 0,
+                fallback_global: true,
+                max_body: 6 * 1024 * 1024,
+            }
+        );
+        assert!(!c.token_endpoints && !c.audit && c.metrics_namespace.is_none());
     }
 
     #[test]
@@ -342,6 +476,13 @@ mod tests {
             ("VERTEX_BROKER_MAX_SLOTS", "many"),
             ("VERTEX_BROKER_MINT_RATE", "-1"),
             ("VERTEX_BROKER_HEADER_TIMEOUT", "0s"),
+            ("VERTEX_BROKER_TOKEN_ENDPOINTS", "no"),
+            ("VERTEX_BROKER_VERTEX_ENDPOINT", "aiplatform.googleapis.com"),
+            ("VERTEX_BROKER_VERTEX_RETRIES", "11"),
+            ("VERTEX_BROKER_VERTEX_FALLBACK", "us-east1"),
+            ("VERTEX_BROKER_VERTEX_MAX_BODY_MB", "1e3"),
+            ("VERTEX_BROKER_METRICS_NAMESPACE", "a:b"),
+            ("VERTEX_BROKER_AUDIT", "maybe"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

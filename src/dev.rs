@@ -58,6 +58,9 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
         secret_ttl: ttl,
         http_timeout: Duration::from_secs(5),
         cache: CachePolicy::default(),
+        // The gateway calls the emulator's Vertex; metrics would only clutter the terminal.
+        vertex: crate::config::VertexGateway { endpoint: Some(g.clone()), ..Default::default() },
+        metrics_namespace: None,
         ..BrokerSettings::for_secrets(Vec::new())
     };
     let config_path = std::env::temp_dir().join(format!("vertex-broker-dev-{}.json", std::process::id()));
@@ -96,6 +99,9 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
          \x20 curl -s -H 'Metadata-Flavor: Google' http://{addr}/computeMetadata/v1/instance/service-accounts/default/token\n\
          \x20 TOKEN=$(curl -s -H 'Metadata-Flavor: Google' http://{addr}/computeMetadata/v1/instance/service-accounts/default/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n\
          \x20 curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"instances\":[{{\"prompt\":\"hello\"}}]}}' {g}/v1/projects/dev-project/locations/us-central1/endpoints/demo:predict\n\
+         \n\
+         Or let the broker's gateway hold the token; an audit line follows each call:\n\
+         \x20 curl -s -H 'Content-Type: application/json' -d '{{\"contents\":[{{\"role\":\"user\",\"parts\":[{{\"text\":\"hello\"}}]}}]}}' http://{addr}/vertex/v1/projects/dev-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent\n\
          \n\
          Status: curl -s -H 'Metadata-Flavor: Google' http://{addr}/vertex-broker/v1/status\n\
          Ctrl-C stops.\n",

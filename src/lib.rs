@@ -34,3 +34,9 @@ pub mod key;
 pub mod rotation;
 pub mod store;
 pub mod telemetry;
+
+/// A std mutex's guard even if a thread panicked while holding it: every value kept behind one
+/// here stays consistent between statements, so a panic elsewhere must not stop the broker.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

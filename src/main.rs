@@ -588,7 +588,10 @@ async fn serve(config: Config) -> Result<(), Failure> {
         let broker = broker.clone();
         async move { broker.warm_up().await }
     });
-    server::serve(broker.clone(), listener, broker.until_stopped(signals)).await;
+    let metrics = tokio::spawn(broker.metrics().clone().flush_every(vertex_broker::broker::metrics::SERVE_PERIOD));
+    server::serve(broker.clone(), listener, broker.clone().until_stopped(signals)).await;
+    metrics.abort();
+    broker.metrics().flush();
     tracing::info!("vertex-broker stopped");
     Ok(())
 }

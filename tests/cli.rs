@@ -221,7 +221,7 @@ async fn dev_token_at_vertex(port: u16, emulator_url: &str) -> u16 {
         .json()
         .await
         .unwrap();
-    reqwest::Client::new()
+    let direct = reqwest::Client::new()
         .post(format!("{emulator_url}/v1/projects/dev-project/locations/us-central1/endpoints/demo:predict"))
         .bearer_auth(token["access_token"].as_str().unwrap())
         .json(&serde_json::json!({"instances": [{"prompt": "hello"}]}))
@@ -229,7 +229,18 @@ async fn dev_token_at_vertex(port: u16, emulator_url: &str) -> u16 {
         .await
         .unwrap()
         .status()
-        .as_u16()
+        .as_u16();
+    // The banner's gateway line: the same call with no token in hand.
+    let gateway = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/vertex/v1/projects/dev-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+        ))
+        .json(&serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gateway.status(), 200, "{:?}", gateway.text().await);
+    direct
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

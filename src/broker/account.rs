@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::metrics::Metrics;
 use super::mint_limit::MintLimiter;
 use super::token_cache::{epoch, Admission, CachePolicy, Lookup, NoToken, Slot, TokenCache, Unavailable};
 use crate::google::federation::Federation;
@@ -83,6 +84,7 @@ pub struct Account {
     access: TokenCache<String>,
     id: TokenCache<String>,
     limiter: Arc<MintLimiter>,
+    metrics: Arc<Metrics>,
     pub counters: Counters,
 }
 
@@ -96,6 +98,8 @@ pub struct AccountLimits {
     pub default_scope_key: String,
     /// Shared by every account.
     pub limiter: Arc<MintLimiter>,
+    /// The broker's metrics: mints, key reloads, exchanges, upstream errors.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Account {
@@ -106,7 +110,7 @@ impl Account {
         secret_ttl: Duration,
         limits: AccountLimits,
     ) -> Self {
-        let AccountLimits { policy, max_slots, default_scope_key, limiter } = limits;
+        let AccountLimits { policy, max_slots, default_scope_key, limiter, metrics } = limits;
         Self {
             secret_id,
             source: Source::Key,
@@ -124,6 +128,7 @@ impl Account {
             access: TokenCache::new(policy, max_slots, Some(default_scope_key)),
             id: TokenCache::new(policy, max_slots, None),
             limiter,
+            metrics,
             counters: Counters::default(),
         }
     }
@@ -255,6 +260,7 @@ impl Account {
         match result {
             Ok(Some(new)) => {
                 self.counters.key_reloads.fetch_add(1, Ordering::Relaxed);
+                self.metrics.key_reload();
                 tracing::info!(secret = %self.secret_id, version = %new.version_id, key_id = %new.key.private_key_id(), "loaded the AWSCURRENT key");
                 let new = Arc::new(new);
                 *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
@@ -345,10 +351,13 @@ impl Account {
     }
 
     async fn mint_kind(self: &Arc<Self>, kind: Kind, key: &str) -> Result<Token, String> {
-        match kind {
+        let started = Instant::now();
+        let minted = match kind {
             Kind::Access => self.mint_access(key).await,
             Kind::Id => self.mint_id(key).await,
-        }
+        };
+        self.metrics.mint(started.elapsed(), minted.is_ok());
+        minted
     }
 
     async fn mint_access(self: &Arc<Self>, scope_key: &str) -> Result<Token, String> {
@@ -425,6 +434,9 @@ impl Account {
     /// Counts a federation or impersonation call's outcome; a failure becomes what a client may
     /// be told.
     fn counted(&self, result: Result<Token, TokenError>, step: Step) -> Result<Token, String> {
+        if step == Step::Exchange {
+            self.metrics.federation_exchange();
+        }
         self.record(result, |e| explain_step(step, e, self.asked_lifetime()).to_string())
     }
 
@@ -442,6 +454,7 @@ impl Account {
             }
             Err(e) => {
                 self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.upstream_error();
                 tracing::warn!(account = %self.secret_id, error = %e, "minting a token failed");
                 Err(explain(&e))
             }
@@ -506,7 +519,7 @@ impl Account {
 }
 
 /// Which call of a federation or impersonation mint failed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Google STS: the AWS identity for a federated token.
     Exchange,

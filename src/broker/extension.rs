@@ -44,8 +44,11 @@ pub async fn run() -> Result<(), BoxError> {
             let (stop, broker) = (stop.clone(), broker.clone());
             async move {
                 match event.next {
-                    NextEvent::Invoke(_) => {
+                    NextEvent::Invoke(invoke) => {
                         if let Some(b) = broker.get() {
+                            b.begin_invocation(&invoke.request_id, invoke.deadline_ms);
+                            // The previous invocations' metrics, before Lambda may freeze us.
+                            b.metrics().flush();
                             if b.on_invoke(invoke_budget).await == InvokeWork::Continuing {
                                 tracing::debug!(budget = ?invoke_budget, "renewals go on in the background");
                             }
@@ -134,6 +137,7 @@ pub async fn run() -> Result<(), BoxError> {
     }
     // The listener drains requests in flight (bounded by the SHUTDOWN deadline), then returns.
     let _ = serving.await;
+    broker.metrics().flush();
     Ok(())
 }
 

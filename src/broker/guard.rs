@@ -3,8 +3,9 @@
 //! DNS rebinding the page is "same-origin" with the broker and can send any header. What gives it
 //! away is the `Host` it must send (the attacker's name) and the fetch metadata a browser adds.
 //!
-//! Order: the request target's form, proxy headers, browser headers, `Host`, method,
-//! `Metadata-Flavor`, target length. The first failure is the answer, in one line.
+//! Order: the request target's form, proxy headers, browser headers, `Host`, target length
+//! ([`check_caller`], which the Vertex gateway applies too), then for the metadata endpoints the
+//! method and `Metadata-Flavor`. The first failure is the answer, in one line.
 
 use hyper::header::{HeaderMap, HOST, ORIGIN};
 use hyper::{Method, Uri};
@@ -28,8 +29,24 @@ impl Refusal {
     }
 }
 
-/// Runs every check; `Ok` means a route may answer.
+/// Runs every check of the metadata endpoints; `Ok` means a route may answer.
 pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
+    check_caller(uri, headers)?;
+    if method != Method::GET {
+        return Err(Refusal::new(
+            405,
+            format!("vertex-broker: method {} not allowed; use GET", printable(method.as_str())),
+        ));
+    }
+    if headers.get("metadata-flavor").map(|v| v.as_bytes()) != Some(b"Google") {
+        return Err(Refusal::new(403, "vertex-broker: missing request header 'Metadata-Flavor: Google'"));
+    }
+    Ok(())
+}
+
+/// Who is asking, whatever the route: a local program naming a loopback or metadata host
+/// directly, not a proxy relaying someone else nor a web page.
+pub fn check_caller(uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
     if uri.scheme().is_some() || uri.authority().is_some() {
         return Err(Refusal::new(
             400,
@@ -55,15 +72,6 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Refu
         ));
     }
     check_host(headers)?;
-    if method != Method::GET {
-        return Err(Refusal::new(
-            405,
-            format!("vertex-broker: method {} not allowed; use GET", printable(method.as_str())),
-        ));
-    }
-    if headers.get("metadata-flavor").map(|v| v.as_bytes()) != Some(b"Google") {
-        return Err(Refusal::new(403, "vertex-broker: missing request header 'Metadata-Flavor: Google'"));
-    }
     let target = uri.path().len() + uri.query().map_or(0, str::len);
     if target > MAX_URI {
         return Err(Refusal::new(414, format!("vertex-broker: request target longer than {MAX_URI} bytes")));

@@ -259,17 +259,26 @@ async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
         Leaf::Email => email().await.map(Reply::text).unwrap_or_else(|reply| reply),
         Leaf::Aliases => Reply::text(aliases.join("\n")),
         Leaf::Scopes => Reply::text(broker.default_scopes().join("\n") + "\n"),
+        Leaf::Token(_) | Leaf::Identity(_) if !broker.token_endpoints() => Reply::error(
+            403,
+            "vertex-broker: token endpoints are off here (VERTEX_BROKER_TOKEN_ENDPOINTS=off): function code never \
+             holds a Google token; call Vertex through the gateway, http://127.0.0.1:PORT/vertex/v1/...",
+        ),
         Leaf::Token(scopes) => {
+            broker.metrics().token_request();
             let key = scopes.as_deref().unwrap_or(broker.default_scope_key());
             match account.access_token(key).await {
                 Ok(t) => Reply::json(token_json(t.secret.expose(), (t.expires_at - Utc::now()).num_seconds().max(1))),
                 Err(e) => Reply::no_token("access token", e),
             }
         }
-        Leaf::Identity(audience) => match account.id_token(&audience).await {
-            Ok(t) => Reply::text(t.secret.expose().to_string()),
-            Err(e) => Reply::no_token("ID token", e),
-        },
+        Leaf::Identity(audience) => {
+            broker.metrics().token_request();
+            match account.id_token(&audience).await {
+                Ok(t) => Reply::text(t.secret.expose().to_string()),
+                Err(e) => Reply::no_token("ID token", e),
+            }
+        }
     }
 }
 

@@ -9,6 +9,9 @@
 //! | [`guard`] | who may ask: loopback `Host` only, no browser or proxy headers, GET with `Metadata-Flavor` |
 //! | [`scopes`] | what a request may name: scope sets and audiences validated and normalized |
 //! | [`metadata`] | the metadata protocol: routes, exact content types, 429 and 503 answers |
+//! | [`gateway`] | `/vertex/...`: Vertex calls with the account's token, streamed, retried within the deadline, audited |
+//! | [`metrics`] | CloudWatch EMF: counts and latencies aggregated between flushes |
+//! | [`invocation`] | the Lambda invocation running now: request id and deadline |
 //! | [`status`] | `/vertex-broker/v1/status`: counts and a few recent slots, nothing a neighbour could use |
 //! | [`connections`] | open connections: the cap, idle eviction, the drain on shutdown |
 //! | [`server`] | the hyper listener on 127.0.0.1: timeouts, accept back-off, 429 over the connection cap |
@@ -18,8 +21,11 @@
 pub mod account;
 pub mod connections;
 pub mod extension;
+pub mod gateway;
 pub mod guard;
+pub mod invocation;
 pub mod metadata;
+pub mod metrics;
 pub mod mint_limit;
 pub mod scopes;
 pub mod server;
@@ -31,10 +37,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use account::{Account, AccountLimits};
+use gateway::Gateway;
+use invocation::{CurrentInvocation, Invocation};
+use metrics::Metrics;
 use mint_limit::MintLimiter;
 use token_cache::CachePolicy;
 
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, VertexGateway};
 use crate::google::federation::{AwsIdentity, CredentialConfig, Federation};
 use crate::google::iam_credentials::Impersonation;
 use crate::google::token::TokenClient;
@@ -60,6 +69,13 @@ pub struct BrokerSettings {
     pub token_lifetime: Duration,
     pub iam_credentials_endpoint: String,
     pub project_id: Option<String>,
+    pub vertex: VertexGateway,
+    pub token_endpoints: bool,
+    /// CloudWatch namespace; `None` turns metrics off.
+    pub metrics_namespace: Option<String>,
+    pub audit: bool,
+    /// The `FunctionName` metrics dimension: Lambda's function name, else `vertex-broker`.
+    pub function_name: String,
 }
 
 impl BrokerSettings {
@@ -82,6 +98,14 @@ impl From<&Config> for BrokerSettings {
             token_lifetime: c.token_lifetime,
             iam_credentials_endpoint: c.iam_credentials_endpoint.clone(),
             project_id: c.project_id.clone(),
+            vertex: c.vertex.clone(),
+            token_endpoints: c.token_endpoints,
+            metrics_namespace: c.metrics_namespace.clone(),
+            audit: c.audit,
+            function_name: std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+                .ok()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "vertex-broker".to_string()),
             secret_ids: c.secret_ids.clone(),
             scopes: c.scopes.clone(),
             secret_ttl: c.secret_ttl,
@@ -128,6 +152,11 @@ pub struct Broker {
     /// `VERTEX_BROKER_PROJECT_ID`.
     project_id: Option<String>,
     started: std::time::Instant,
+    gateway: Gateway,
+    metrics: Arc<Metrics>,
+    invocation: CurrentInvocation,
+    token_endpoints: bool,
+    audit: bool,
 }
 
 impl Broker {
@@ -159,7 +188,9 @@ impl Broker {
             }
             _ => None,
         };
+        let metrics = Arc::new(Metrics::new(settings.metrics_namespace.clone(), settings.function_name.clone()));
         let account_limits = AccountLimits {
+            metrics: metrics.clone(),
             policy: lifetime.map_or(settings.cache, |l| settings.cache.for_lifetime(l)),
             max_slots: settings.limits.max_slots,
             default_scope_key: default_scope_key.clone(),
@@ -203,6 +234,11 @@ impl Broker {
             limits: settings.limits,
             project_id: settings.project_id.clone(),
             started: std::time::Instant::now(),
+            gateway: Gateway::new(settings.vertex.clone(), settings.http_timeout),
+            metrics,
+            invocation: CurrentInvocation::default(),
+            token_endpoints: settings.token_endpoints,
+            audit: settings.audit,
         })
     }
 
@@ -228,6 +264,35 @@ impl Broker {
     /// The configured project id, if any (else the served account's project is answered).
     pub fn project_id(&self) -> Option<&str> {
         self.project_id.as_deref()
+    }
+
+    /// The Vertex gateway's settings and client.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether the metadata token and identity endpoints answer (`VERTEX_BROKER_TOKEN_ENDPOINTS`).
+    pub fn token_endpoints(&self) -> bool {
+        self.token_endpoints
+    }
+
+    /// Whether gateway calls write audit lines.
+    pub fn audit(&self) -> bool {
+        self.audit
+    }
+
+    /// The Lambda invocation running now, if any.
+    pub fn invocation(&self) -> Option<Invocation> {
+        self.invocation.get()
+    }
+
+    /// An INVOKE event began: its request id and deadline (ms since the epoch).
+    pub fn begin_invocation(&self, request_id: &str, deadline_ms: u64) {
+        self.invocation.begin(request_id, deadline_ms);
     }
 
     pub fn uptime(&self) -> Duration {

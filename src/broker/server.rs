@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::server::conn::http1;
@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::connections::{Admitted, Connections, Refused};
+use super::gateway::{self, ResponseBody};
 use super::metadata::{self, Reply};
 use super::Broker;
 
@@ -110,9 +111,14 @@ async fn connection(http: http1::Builder, stream: TcpStream, broker: Arc<Broker>
             let (broker, admitted) = (broker.clone(), admitted.clone());
             async move {
                 admitted.busy();
-                let reply = metadata::handle(&broker, req.method(), req.uri(), req.headers()).await;
-                admitted.done();
-                Ok::<_, Infallible>(response(reply))
+                let resp = if req.uri().path().starts_with(gateway::route::PREFIX) {
+                    gateway::handle(&broker, req).await
+                } else {
+                    let reply = metadata::handle(&broker, req.method(), req.uri(), req.headers()).await;
+                    response(reply).map(Either::Left)
+                };
+                // Busy until the answer's body is sent: a stream may run long after its head.
+                Ok::<_, Infallible>(resp.map(|body| UntilSent { body, admitted }))
             }
         }
     });
@@ -126,6 +132,42 @@ async fn connection(http: http1::Builder, stream: TcpStream, broker: Arc<Broker>
     if admitted.is_busy() {
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
+    }
+}
+
+/// An answer's body that keeps its connection marked busy (not evictable, drained on shutdown)
+/// until hyper has sent it and dropped it.
+struct UntilSent {
+    body: ResponseBody,
+    admitted: Arc<Admitted>,
+}
+
+impl Drop for UntilSent {
+    fn drop(&mut self) {
+        self.admitted.done();
+    }
+}
+
+impl hyper::body::Body for UntilSent {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match &mut self.body {
+            Either::Left(full) => std::pin::Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
+            Either::Right(download) => std::pin::Pin::new(download).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

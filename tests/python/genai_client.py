@@ -2,7 +2,9 @@
 
 Credentials come from google.auth.default(): the broker, found through GCE_METADATA_HOST and
 GCE_METADATA_IP. argv: base URL, then `ok` (generate_content and generate_content_stream) or
-`error` (one generate_content expected to fail). Prints one JSON object.
+`error` (one generate_content expected to fail), and optionally `placeholder`: the SDK is given a
+fixed placeholder token instead (the broker's gateway replaces it, and with its token endpoints
+off there is no other). Prints one JSON object.
 """
 import json
 import sys
@@ -12,10 +14,16 @@ from google import genai
 from google.genai import errors, types
 
 base_url, mode = sys.argv[1], sys.argv[2]
+credentials = None
+if sys.argv[3:] == ["placeholder"]:
+    import google.oauth2.credentials
+
+    credentials = google.oauth2.credentials.Credentials(token="replaced-by-the-gateway")
 client = genai.Client(
     vertexai=True,
     project="proj-test",
     location="us-central1",
+    credentials=credentials,
     http_options=types.HttpOptions(base_url=base_url),
 )
 model = "gemini-2.0-flash"

@@ -1,0 +1,85 @@
+//! What a gateway call leaves behind: one JSON audit line on standard output (who called which
+//! model how, and what it cost; never prompt or answer content, never a token) and its share of
+//! the metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::usage::Usage;
+use crate::broker::metrics::{Metrics, VertexCallMetric};
+
+/// The audit line of one gateway call.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditLine<'a> {
+    /// Always `vertex-broker.audit`, to filter on in CloudWatch Logs Insights.
+    pub event: &'static str,
+    /// The Lambda invocation's request id (in `serve`, one the broker makes up per call).
+    pub request_id: &'a str,
+    /// The served account's email, or `default` when it has none (federation).
+    pub account: &'a str,
+    pub model: &'a str,
+    /// The Vertex method (`generateContent`), or `get`.
+    pub method: &'a str,
+    pub status: u16,
+    pub latency_ms: f64,
+    pub attempts: u32,
+    /// `complete`, `caller_went_away`, `upstream_broke_off`, or `refused` (the gateway answered
+    /// itself).
+    pub outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// Everything known about a call when its answer starts; finished when the answer ends.
+pub struct CallReport {
+    pub metrics: Arc<Metrics>,
+    pub audit: bool,
+    pub request_id: String,
+    pub account: String,
+    pub model: String,
+    pub method: String,
+    pub status: u16,
+    pub started: Instant,
+    pub attempts: u32,
+    pub upstream_errors: u32,
+}
+
+impl CallReport {
+    /// Writes the audit line and counts the call.
+    pub fn finish(self, outcome: &str, usage: Option<Usage>) {
+        let latency = self.started.elapsed();
+        self.metrics.vertex_call(&VertexCallMetric {
+            model: &self.model,
+            status: self.status,
+            latency,
+            attempts: self.attempts,
+            upstream_errors: self.upstream_errors,
+            usage,
+        });
+        if self.audit {
+            let line = AuditLine {
+                event: "vertex-broker.audit",
+                request_id: &self.request_id,
+                account: &self.account,
+                model: &self.model,
+                method: &self.method,
+                status: self.status,
+                latency_ms: millis(latency),
+                attempts: self.attempts,
+                outcome,
+                usage,
+            };
+            if let Ok(json) = serde_json::to_string(&line) {
+                crate::telemetry::emit(&json);
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
