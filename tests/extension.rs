@@ -11,6 +11,7 @@ use google_emulator::Fault;
 use serde_json::json;
 use support::extensions_api::ExtensionsApi;
 use support::Fixture;
+use tokio::io::AsyncBufReadExt;
 
 /// The extension under test (VERTEX_BROKER_TEST_EXTENSION names another, see lambda_binary).
 fn extension_binary() -> tokio::process::Command {
@@ -159,11 +160,15 @@ async fn running_extension(f: &Fixture, env: &[(&str, &str)]) -> (ExtensionsApi,
 
 /// Sends an INVOKE and returns how long the extension took to ask for the next event.
 async fn invoke(api: &ExtensionsApi) -> Duration {
+    invoke_as(api, "r", Duration::from_secs(30)).await
+}
+
+/// An INVOKE with its request id and the time the function has left.
+async fn invoke_as(api: &ExtensionsApi, request_id: &str, left: Duration) -> Duration {
     let polls = api.seen().polls;
-    let deadline =
-        (std::time::SystemTime::now() + Duration::from_secs(30)).duration_since(std::time::UNIX_EPOCH).unwrap();
+    let deadline = (std::time::SystemTime::now() + left).duration_since(std::time::UNIX_EPOCH).unwrap();
     let sent = Instant::now();
-    api.send(json!({"eventType": "INVOKE", "deadlineMs": deadline.as_millis() as u64, "requestId": "r",
+    api.send(json!({"eventType": "INVOKE", "deadlineMs": deadline.as_millis() as u64, "requestId": request_id,
         "invokedFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:fn"}));
     let seen = api.wait_for(Duration::from_secs(30), |s| s.polls > polls).await;
     assert!(seen.polls > polls, "the extension asked for the next event");
@@ -305,4 +310,76 @@ async fn the_extension_federates_as_the_functions_role_with_no_secret() {
     api.send(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0}));
     let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await.expect("stopped within 2 s").unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_in_lambda_retries_within_the_invocations_deadline_audits_its_request_id_and_flushes_on_invoke() {
+    let f = Fixture::new("ext-gateway").await;
+    let api = ExtensionsApi::start().await;
+    let port = support::free_port();
+    let mut child = extension(&api, port)
+        .env("VERTEX_BROKER_SECRET_ID", &f.secret)
+        .env("VERTEX_BROKER_VERTEX_ENDPOINT", f.emu.url())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "vertex-proxy")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Standard output, line by line, with when each line arrived.
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, serde_json::Value)>::new()));
+    tokio::spawn({
+        let lines = lines.clone();
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    lines.lock().unwrap().push((Instant::now(), v));
+                }
+            }
+        }
+    });
+    api.wait_for(Duration::from_secs(10), |s| s.polls >= 1).await;
+    let url = format!(
+        "http://127.0.0.1:{port}/vertex/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
+    );
+    let call = || async {
+        reqwest::Client::new()
+            .post(&url)
+            .json(&json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}))
+            .send()
+            .await
+            .unwrap()
+    };
+
+    // 30 s left: two 429s are retried.
+    invoke_as(&api, "req-plenty", Duration::from_secs(30)).await;
+    f.emu.inject(Fault { endpoint: "vertex".into(), count: 2, status: Some(429), delay_ms: 0 });
+    let ok = call().await;
+    assert_eq!((ok.status().as_u16(), ok.headers()["x-vertex-broker-attempts"].to_str().unwrap()), (200, "3"));
+    // 100 ms left: the invocation's deadline leaves no time to wait, the 429 is the function's.
+    invoke_as(&api, "req-no-time", Duration::from_millis(100)).await;
+    f.emu.inject(Fault { endpoint: "vertex".into(), count: 2, status: Some(429), delay_ms: 0 });
+    let limited = call().await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_eq!(f.emu.pending_faults().len(), 1, "no retry");
+    f.emu.clear_faults();
+
+    // The next INVOKE writes the metrics built up so far before it asks for the next event.
+    let polls = api.seen().polls;
+    invoke_as(&api, "req-3", Duration::from_secs(30)).await;
+    let next_poll = api.poll_time(polls + 1, Duration::from_secs(10)).await.unwrap();
+    let seen = lines.lock().unwrap().clone();
+    let audits: Vec<_> = seen.iter().filter(|(_, v)| v["event"] == "vertex-broker.audit").map(|(_, v)| v).collect();
+    assert_eq!(audits.len(), 2);
+    assert_eq!((audits[0]["requestId"].as_str(), audits[0]["attempts"].as_u64()), (Some("req-plenty"), Some(3)));
+    assert_eq!((audits[1]["requestId"].as_str(), audits[1]["status"].as_u64()), (Some("req-no-time"), Some(429)));
+    let emf: Vec<_> = seen.iter().filter(|(_, v)| v.get("Model").is_some()).collect();
+    assert!(!emf.is_empty(), "flushed on INVOKE");
+    assert!(emf.iter().all(|(at, _)| *at <= next_poll + Duration::from_millis(50)), "before /next");
+    assert!(emf.iter().all(|(_, v)| v["FunctionName"] == "vertex-proxy"));
+    let calls: u64 = emf.iter().filter_map(|(_, v)| v["VertexCalls"].as_u64()).sum();
+    assert_eq!(calls, 2);
+    api.send(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0}));
+    let _ = tokio::time::timeout(Duration::from_secs(3), child.wait()).await;
 }

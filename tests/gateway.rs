@@ -119,10 +119,11 @@ async fn a_429_is_retried_within_the_deadline_and_passed_on_with_retry_after_nea
     assert_eq!(resp.json::<Value>().await.unwrap()["candidates"][0]["content"]["parts"][0]["text"], "echo: retry me");
     assert!(f.emu.pending_faults().is_empty());
 
-    // 50 ms left: no time for a backoff and another attempt. The 429 is the caller's, at once.
+    // 100 ms left: no time for a backoff (100 ms at least) and another attempt. The 429 is the
+    // caller's, at once.
     f.emu.inject(Fault { endpoint: "vertex".into(), count: 2, status: Some(429), delay_ms: 0 });
     let started = Instant::now();
-    let resp = post(&url, &prompt("no time"), &[("x-vertex-broker-timeout-ms", "50")]).await;
+    let resp = post(&url, &prompt("no time"), &[("x-vertex-broker-timeout-ms", "100")]).await;
     assert_eq!(resp.status(), 429);
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(resp.headers()["x-vertex-broker-attempts"], "1");
@@ -262,7 +263,7 @@ async fn serve_writes_an_audit_line_per_call_and_emf_counts_that_match_and_never
     assert!(stream.text().await.unwrap().contains("usageMetadata"));
     f.emu.inject(Fault { endpoint: "vertex".into(), count: 1, status: Some(429), delay_ms: 0 });
     let limited =
-        post(&format!("{base}:generateContent"), &prompt(MARKER), &[("x-vertex-broker-timeout-ms", "10")]).await;
+        post(&format!("{base}:generateContent"), &prompt(MARKER), &[("x-vertex-broker-timeout-ms", "100")]).await;
     assert_eq!(limited.status(), 429);
     let token = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/token"))

@@ -134,25 +134,37 @@ impl Gateway {
         Self { settings, client, replay: ReplayBudget::new(REPLAY_BUDGET), scope_key: DEFAULT_SCOPE.to_string() }
     }
 
-    /// When a call's retries must end: the configured bound, a shorter one the caller names,
-    /// and in Lambda the invocation's own deadline.
-    fn deadline(&self, headers: &HeaderMap, lambda: Option<Instant>, arrived: Instant) -> Instant {
-        let mut deadline = arrived + self.settings.deadline;
+    /// When a call must end (the configured bound, a shorter one the caller names, the Lambda
+    /// invocation's deadline), and when its retries must (in Lambda, a margin earlier: the
+    /// function still has to answer).
+    fn deadlines(&self, headers: &HeaderMap, lambda: Option<Instant>, arrived: Instant) -> Deadlines {
+        let mut end = arrived + self.settings.deadline;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         if let Some(ms) = header(TIMEOUT_HEADER).and_then(|v| v.parse::<u64>().ok()) {
-            deadline = deadline.min(arrived + Duration::from_millis(ms));
+            end = end.min(arrived + Duration::from_millis(ms));
         }
         // Google's own header, which the SDKs send when given a timeout (seconds).
         if let Some(s) =
             header("x-server-timeout").and_then(|v| v.parse::<f64>().ok()).filter(|s| s.is_finite() && *s > 0.0)
         {
-            deadline = deadline.min(arrived + Duration::from_secs_f64(s.min(3600.0)));
+            end = end.min(arrived + Duration::from_secs_f64(s.min(3600.0)));
         }
+        let mut retries = end;
         if let Some(lambda) = lambda {
-            deadline = deadline.min(lambda.checked_sub(LAMBDA_MARGIN).unwrap_or(arrived));
+            end = end.min(lambda);
+            retries = end.min(lambda.checked_sub(LAMBDA_MARGIN).unwrap_or(arrived)).max(arrived);
         }
-        deadline
+        Deadlines { end, retries }
     }
+}
+
+/// A call's two deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deadlines {
+    /// Vertex must have answered by then, or the caller gets 504.
+    end: Instant,
+    /// No retry starts that would not finish by then.
+    retries: Instant,
 }
 
 /// Serves one gateway request.
@@ -217,10 +229,10 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     if let Some(email) = account.email() {
         report.account = email;
     }
-    let deadline = gateway.deadline(&parts.headers, lambda_deadline, arrived);
+    let deadlines = gateway.deadlines(&parts.headers, lambda_deadline, arrived);
     let (upload, upload_state) = Upload::new(body, max_body, gateway.replay.clone());
     let mut first_body = Some(reqwest::Body::wrap(upload));
-    let mut retries = Retries::new(gateway.settings.retries, deadline);
+    let mut retries = Retries::new(gateway.settings.retries, deadlines.retries);
     let mut global = false;
     loop {
         report.attempts += 1;
@@ -239,11 +251,11 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
             .headers(forwarded(&parts.headers))
             .bearer_auth(token.secret.expose())
             .body(body);
-        let sent = tokio::time::timeout_at(deadline, request.send()).await;
+        let sent = tokio::time::timeout_at(deadlines.end, request.send()).await;
         let answer = match sent {
             Err(_) => {
                 report.upstream_errors += 1;
-                let waited = deadline.saturating_duration_since(arrived);
+                let waited = deadlines.end.saturating_duration_since(arrived);
                 return refuse(
                     report,
                     GatewayError::new(
@@ -377,20 +389,25 @@ mod tests {
     async fn the_shortest_deadline_wins() {
         let g = Gateway::new(VertexGateway::default(), Duration::from_secs(1));
         let now = Instant::now();
+        let at = |ms| now + Duration::from_millis(ms);
         let mut h = HeaderMap::new();
-        assert_eq!(g.deadline(&h, None, now), now + Duration::from_secs(30), "the configured bound");
-        h.insert(TIMEOUT_HEADER, HeaderValue::from_static("1500"));
-        assert_eq!(g.deadline(&h, None, now), now + Duration::from_millis(1500));
-        h.insert("x-server-timeout", HeaderValue::from_static("0.5"));
-        assert_eq!(g.deadline(&h, None, now), now + Duration::from_millis(500));
-        let lambda = now + Duration::from_millis(300);
         assert_eq!(
-            g.deadline(&h, Some(lambda), now),
-            now + Duration::from_millis(100),
-            "the invocation's, less a margin"
+            g.deadlines(&h, None, now),
+            Deadlines { end: at(30_000), retries: at(30_000) },
+            "the configured bound"
         );
+        h.insert(TIMEOUT_HEADER, HeaderValue::from_static("1500"));
+        assert_eq!(g.deadlines(&h, None, now).end, at(1500));
+        h.insert("x-server-timeout", HeaderValue::from_static("0.5"));
+        assert_eq!(g.deadlines(&h, None, now).end, at(500));
+        assert_eq!(
+            g.deadlines(&h, Some(at(300)), now),
+            Deadlines { end: at(300), retries: at(100) },
+            "the invocation's; its retries a margin earlier"
+        );
+        assert_eq!(g.deadlines(&h, Some(at(100)), now), Deadlines { end: at(100), retries: now }, "no time to retry");
         h.insert("x-server-timeout", HeaderValue::from_static("NaN"));
-        assert_eq!(g.deadline(&h, None, now), now + Duration::from_millis(1500), "nonsense is ignored");
+        assert_eq!(g.deadlines(&h, None, now).end, at(1500), "nonsense is ignored");
     }
 
     #[test]
