@@ -1,6 +1,7 @@
-//! The example function behind API Gateway (HTTP API, payload 2.0): takes the request body,
-//! gets a Google token from the vertex-broker layer on 127.0.0.1, calls the configured Vertex AI
-//! endpoint with a timeout just below the function's remaining time, and answers small JSON.
+//! The example function behind API Gateway (HTTP API, payload 2.0): takes the request body, calls
+//! the configured Vertex AI endpoint through the vertex-broker layer's gateway on 127.0.0.1 (which
+//! adds the Google token, retries Vertex's 429s within the invocation's deadline, and writes the
+//! audit line and metrics), and answers small JSON. The function never holds a Google token.
 //! Vertex's 401/403/429/5xx become clear API errors (429 stays 429 with Retry-After). Logs carry
 //! request ids, statuses and latencies, never bodies or tokens.
 
@@ -15,6 +16,8 @@ use serde_json::{json, Value};
 pub const MAX_BODY: usize = 1_500_000;
 /// Kept back from the function's remaining time to answer even when Vertex is slow.
 const MARGIN: Duration = Duration::from_millis(500);
+/// The gateway answers 504 itself at the deadline it is given; the client waits a little longer.
+const GATEWAY_GRACE: Duration = Duration::from_millis(250);
 
 /// The parts of an API Gateway HTTP API (payload 2.0) event the proxy reads.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -60,18 +63,16 @@ impl HttpApiResponse {
 /// The proxy's configuration and HTTP client.
 pub struct Proxy {
     http: reqwest::Client,
-    broker_token_url: String,
-    vertex_url: String,
+    /// The Vertex URL's path on the broker's gateway: `http://127.0.0.1:PORT/vertex/v1/...`.
+    gateway_url: String,
 }
 
 impl Proxy {
-    /// `broker` is `127.0.0.1:PORT`; `vertex_url` the full `:predict` or `:generateContent` URL.
+    /// `broker` is `127.0.0.1:PORT`; `vertex_url` the full `:predict` or `:generateContent` URL,
+    /// whose path the gateway forwards to the same Vertex endpoint.
     pub fn new(broker: &str, vertex_url: &str) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            broker_token_url: format!("http://{broker}/computeMetadata/v1/instance/service-accounts/default/token"),
-            vertex_url: vertex_url.to_string(),
-        }
+        let path = vertex_url.split_once("://").map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+        Self { http: reqwest::Client::new(), gateway_url: format!("http://{broker}/vertex{path}") }
     }
 
     /// From `VERTEX_ENDPOINT_URL` and `VERTEX_BROKER_PORT` (default: the broker's, 2775).
@@ -88,7 +89,7 @@ impl Proxy {
     }
 
     fn is_generate_content(&self) -> bool {
-        self.vertex_url.ends_with(":generateContent")
+        self.gateway_url.ends_with(":generateContent")
     }
 
     /// Handles one request; `remaining` is the function's time left.
@@ -111,26 +112,30 @@ impl Proxy {
             Ok(b) => b,
             Err(r) => return (r, None),
         };
-        let token = match self.token().await {
-            Ok(t) => t,
-            Err(e) => {
-                return (
-                    HttpApiResponse::error(503, format!("no Google token from the vertex-broker layer: {e}")),
-                    None,
-                )
-            }
-        };
-        let timeout = remaining.saturating_sub(MARGIN).max(Duration::from_secs(1));
-        let sent = self.http.post(&self.vertex_url).bearer_auth(&token).timeout(timeout).json(&body).send().await;
+        let budget = remaining.saturating_sub(MARGIN).max(Duration::from_secs(1));
+        let sent = self
+            .http
+            .post(&self.gateway_url)
+            .header("x-vertex-broker-timeout-ms", budget.as_millis().to_string())
+            .timeout(budget + GATEWAY_GRACE)
+            .json(&body)
+            .send()
+            .await;
+        let timed_out =
+            || HttpApiResponse::error(504, format!("Vertex AI did not answer within {} ms", budget.as_millis()));
         let resp = match sent {
+            Ok(r) if r.status() == 504 => return (timed_out(), None),
             Ok(r) => r,
-            Err(e) if e.is_timeout() => {
+            Err(e) if e.is_timeout() => return (timed_out(), None),
+            Err(_) => {
                 return (
-                    HttpApiResponse::error(504, format!("Vertex AI did not answer within {} ms", timeout.as_millis())),
+                    HttpApiResponse::error(
+                        503,
+                        "the vertex-broker gateway is not reachable on 127.0.0.1 (is the layer attached?)",
+                    ),
                     None,
                 )
             }
-            Err(_) => return (HttpApiResponse::error(502, "could not reach Vertex AI"), None),
         };
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -149,28 +154,12 @@ impl Proxy {
                 r.headers.insert("retry-after".into(), retry_after.unwrap_or_else(|| "10".into()));
                 r
             }
+            // The gateway's own answers (no token yet, a path it does not forward) say what to do.
+            s if google_message.starts_with("vertex-broker:") => HttpApiResponse::error(s.max(500), google_message),
             s if s >= 500 => HttpApiResponse::error(502, format!("Vertex AI failed (HTTP {s}); retry later")),
             s => HttpApiResponse::error(502, format!("unexpected answer from Vertex AI (HTTP {s})")),
         };
         (response, Some(status))
-    }
-
-    async fn token(&self) -> Result<String, String> {
-        let resp = self
-            .http
-            .get(&self.broker_token_url)
-            .header("Metadata-Flavor", "Google")
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|_| "the broker is not reachable on 127.0.0.1 (is the layer attached?)".to_string())?;
-        if !resp.status().is_success() {
-            let status = resp.status().as_u16();
-            let why = resp.text().await.unwrap_or_default();
-            return Err(format!("HTTP {status}: {}", why.trim()));
-        }
-        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
-        v["access_token"].as_str().map(str::to_string).ok_or_else(|| "no access_token in the answer".into())
     }
 }
 

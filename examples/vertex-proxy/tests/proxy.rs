@@ -1,5 +1,5 @@
-//! The proxy handler against the broker (moto + emulator) and the emulator's Vertex endpoints,
-//! including each class of Vertex error.
+//! The proxy handler through the broker's gateway (moto + emulator) to the emulator's Vertex
+//! endpoints, including each class of Vertex error; 429s and 503s are retried by the gateway.
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
@@ -10,7 +10,7 @@ use google_emulator::Fault;
 use serde_json::{json, Value};
 use support::broker::RunningBroker;
 use support::Fixture;
-use vertex_broker::broker::token_cache::CachePolicy;
+use vertex_broker::broker::BrokerSettings;
 use vertex_proxy::{HttpApiRequest, Proxy, RequestContext};
 
 fn request(body: Value) -> HttpApiRequest {
@@ -23,7 +23,10 @@ fn request(body: Value) -> HttpApiRequest {
 
 async fn setup(prefix: &str) -> (Fixture, RunningBroker) {
     let f = Fixture::new(prefix).await;
-    let b = RunningBroker::start(f.store.clone(), &[&f.secret], Duration::from_secs(300), CachePolicy::default()).await;
+    let mut settings =
+        BrokerSettings { metrics_namespace: None, audit: false, ..BrokerSettings::for_secrets(vec![f.secret.clone()]) };
+    settings.vertex.endpoint = Some(f.emu.url());
+    let b = RunningBroker::with_settings(settings, f.store.clone()).await;
     (f, b)
 }
 
@@ -61,16 +64,23 @@ async fn each_vertex_error_class_becomes_a_clear_api_error() {
     let url = format!("{}/v1/projects/p/locations/us-central1/endpoints/42:predict", f.emu.url());
     let proxy = Proxy::new(&b.addr.to_string(), &url);
     let body = json!({"prompt": "hi"});
-    for (status, expect, says) in
-        [(429, 429, "quota"), (500, 502, "HTTP 500"), (503, 502, "HTTP 503"), (401, 502, "401"), (400, 400, "rejected")]
-    {
+    // One 429 or 503 is the gateway's to retry: the function sees the answer.
+    for status in [429, 503] {
+        f.emu.inject(Fault { endpoint: "vertex".into(), count: 1, status: Some(status), delay_ms: 0 });
+        let r = proxy.handle(request(body.clone()), Duration::from_secs(10)).await;
+        assert_eq!(r.status_code, 200, "Vertex {status} once: {}", r.body);
+    }
+    // Quota exhausted for longer than the function has: 429 with Retry-After, at once.
+    f.emu.inject(Fault { endpoint: "vertex".into(), count: 10, status: Some(429), delay_ms: 0 });
+    let r = proxy.handle(request(body.clone()), Duration::from_millis(1_000)).await;
+    assert_eq!(r.status_code, 429, "{}", r.body);
+    assert!(r.body.contains("quota") && r.headers.contains_key("retry-after"), "{}", r.body);
+    f.emu.clear_faults();
+    for (status, expect, says) in [(500, 502, "HTTP 500"), (401, 502, "401"), (400, 400, "rejected")] {
         f.emu.inject(Fault { endpoint: "vertex".into(), count: 1, status: Some(status), delay_ms: 0 });
         let r = proxy.handle(request(body.clone()), Duration::from_secs(10)).await;
         assert_eq!(r.status_code, expect, "Vertex {status}: {}", r.body);
         assert!(r.body.contains(says), "Vertex {status}: {}", r.body);
-        if status == 429 {
-            assert!(r.headers.contains_key("retry-after"));
-        }
         assert!(!r.body.contains("ya29."), "no token in answers");
     }
     f.emu.set_vertex_denied(&f.account, true);
@@ -79,8 +89,8 @@ async fn each_vertex_error_class_becomes_a_clear_api_error() {
     assert!(r.body.contains("roles/aiplatform.user"), "{}", r.body);
     f.emu.set_vertex_denied(&f.account, false);
 
-    // A slow Vertex: the proxy gives up at the function's remaining time less its margin and
-    // answers 504 (the answer names the timeout it used; no wall-clock assertion).
+    // A slow Vertex: the gateway gives up at the function's remaining time less the proxy's
+    // margin, and the proxy answers 504 (naming the time it allowed; no wall-clock assertion).
     f.emu.inject(Fault { endpoint: "vertex".into(), count: 1, status: None, delay_ms: 3_000 });
     let r = proxy.handle(request(body.clone()), Duration::from_millis(1_600)).await;
     assert_eq!(r.status_code, 504, "{}", r.body);
