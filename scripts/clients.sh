@@ -3,6 +3,7 @@
 #   Python google-auth          .venv (scripts/venv.sh, tests/requirements.txt)
 #   Node google-auth-library    tests/node/node_modules (npm ci, tests/node/package-lock.json)
 #   Go x/oauth2/google          Debian's golang-go and golang-golang-x-oauth2-google-dev
+#   Java google-auth-library    Debian's libgoogle-auth-java, run from source by a headless JDK
 # Prints nothing when everything is already installed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,3 +21,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 bash "$root/scripts/apt.sh" golang-go golang-golang-x-oauth2-google-dev
+bash "$root/scripts/apt.sh" default-jdk-headless libgoogle-auth-java

@@ -418,3 +418,17 @@ async fn golang_oauth2_google_works_unmodified_against_the_broker() {
     let v = check_client_output(&f, cmd, "go x/oauth2/google").await;
     assert_eq!(v["token_type"], "Bearer");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_auth_library_for_java_works_unmodified_against_the_broker() {
+    let (f, b) = fixture_and_broker("java", Duration::from_secs(300), CachePolicy::default()).await;
+    let v = check_client_output(&f, support::broker::java_client(&b.addr.to_string(), AUDIENCE), "java").await;
+    assert_eq!(v["kind"], "ComputeEngineCredentials", "getApplicationDefault chose the metadata server");
+    let left = v["expiry_ms"].as_i64().unwrap() - chrono::Utc::now().timestamp_millis();
+    assert!(left > 3_000_000, "the token's lifetime reached the library: {left} ms");
+    // It found the account through the recursive service-accounts listing.
+    let listing: serde_json::Value =
+        b.get("/computeMetadata/v1/instance/service-accounts/?recursive=true").await.json().await.unwrap();
+    assert_eq!(listing["default"]["email"], f.account.as_str());
+    assert_eq!(listing[f.account.as_str()]["aliases"], serde_json::json!(["default"]));
+}

@@ -302,7 +302,7 @@ fn config_file(emu: &Emulator, audience: &str, impersonate: Option<&str>) -> Str
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_federates_with_container_credentials_for_python_node_and_go_and_doctor_passes() {
+async fn serve_federates_with_container_credentials_for_python_node_go_and_java_and_doctor_passes() {
     let emu = Emulator::start().await.unwrap();
     let audience = federation::provider_audience(&support::unique("pool"));
     federation::trust_moto(&emu, &audience);

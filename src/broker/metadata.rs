@@ -90,7 +90,11 @@ pub enum Route<'a> {
     Listing(&'static str),
     ProjectId,
     UniverseDomain,
-    ListAccounts,
+    /// `service-accounts/`; with `?recursive=true` every account's details as JSON (Java's
+    /// google-auth-library reads the default account's email that way).
+    ListAccounts {
+        recursive: bool,
+    },
     Status,
     /// `.../service-accounts/{name}/{leaf}`; `name` is `default` or an email.
     Account {
@@ -126,7 +130,7 @@ impl<'a> Route<'a> {
             "/computeMetadata/v1/project/project-id" => Route::ProjectId,
             "/computeMetadata/v1/universe/universe-domain" => Route::UniverseDomain,
             "/computeMetadata/v1/instance/service-accounts" | "/computeMetadata/v1/instance/service-accounts/" => {
-                Route::ListAccounts
+                Route::ListAccounts { recursive: Params::parse(query.unwrap_or("")).flag("recursive") }
             }
             "/vertex-broker/v1/status" => Route::Status,
             _ => match path.strip_prefix(V1).and_then(|p| p.strip_prefix("/instance/service-accounts/")) {
@@ -177,7 +181,8 @@ pub async fn answer(broker: &Broker, route: Route<'_>) -> Reply {
         Route::Listing(text) => Reply::text(text),
         Route::ProjectId => project_id(broker).await,
         Route::UniverseDomain => Reply::text("googleapis.com"),
-        Route::ListAccounts => list_accounts(broker).await,
+        Route::ListAccounts { recursive: false } => list_accounts(broker).await,
+        Route::ListAccounts { recursive: true } => all_accounts(broker).await,
         Route::Status => Reply::json(super::status::report(broker)),
         Route::Account { name, leaf } => account_route(broker, name, leaf).await,
     }
@@ -224,6 +229,24 @@ async fn list_accounts(broker: &Broker) -> Reply {
         }
     }
     Reply::text(body)
+}
+
+/// `{"default": {...}, "EMAIL": {...}}`, each as `service-accounts/NAME/?recursive=true` answers.
+async fn all_accounts(broker: &Broker) -> Reply {
+    let mut all = serde_json::Map::new();
+    for (i, a) in broker.accounts().iter().enumerate() {
+        let email = match a.served_email().await {
+            Ok(email) => email.unwrap_or_else(|| "default".to_string()),
+            Err(e) => return Reply::unavailable("service-account key", e),
+        };
+        let aliases: &[&str] = if i == 0 { &["default"] } else { &[] };
+        let details = json!({"aliases": aliases, "email": email, "scopes": broker.default_scopes()});
+        if i == 0 {
+            all.insert("default".to_string(), details.clone());
+        }
+        all.insert(email, details);
+    }
+    Reply::json(serde_json::Value::Object(all).to_string())
 }
 
 async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {

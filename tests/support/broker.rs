@@ -85,10 +85,10 @@ pub fn google_client_at(program: &str, addr: &str) -> tokio::process::Command {
     cmd
 }
 
-/// The three clients every broker setup is proven with: Python google-auth, Node
-/// google-auth-library and Go x/oauth2/google, each as (name, command) pointed at `addr` and
-/// asking for an ID token for `audience`. Each prints one JSON object (email, project, token,
-/// id_token).
+/// The four clients every broker setup is proven with: Python google-auth, Node
+/// google-auth-library, Go x/oauth2/google and Java google-auth-library, each as (name, command)
+/// pointed at `addr` and asking for an ID token for `audience`. Each prints one JSON object
+/// (email, project, token, id_token).
 pub fn google_clients(addr: &str, audience: &str) -> Vec<(&'static str, tokio::process::Command)> {
     let dir = env!("CARGO_MANIFEST_DIR");
     let mut python = google_client_at(&format!("{dir}/.venv/bin/python"), addr);
@@ -97,7 +97,41 @@ pub fn google_clients(addr: &str, audience: &str) -> Vec<(&'static str, tokio::p
     node.arg(format!("{dir}/tests/node/google_auth_client.js")).arg(audience);
     let mut go = google_client_at(go_client().to_str().unwrap(), addr);
     go.arg(audience);
-    vec![("python google-auth", python), ("node google-auth-library", node), ("go x/oauth2/google", go)]
+    let java = java_client(addr, audience);
+    vec![
+        ("python google-auth", python),
+        ("node google-auth-library", node),
+        ("go x/oauth2/google", go),
+        ("java google-auth-library", java),
+    ]
+}
+
+/// Debian's Java google-auth-library (libgoogle-auth-java) and what it needs at run time.
+const JAVA_JARS: [&str; 12] = [
+    "google-auth-library-credentials",
+    "google-auth-library-oauth2-http",
+    "google-http-client",
+    "google-http-client-jackson2",
+    "jackson-core",
+    "guava",
+    "opencensus-api",
+    "opencensus-contrib-http-util",
+    "grpc-context",
+    "gson",
+    "auto-value-annotations",
+    "jsr305",
+];
+
+/// tests/java/BrokerToken.java run from source (the JDK compiles it in memory) against the broker
+/// at `addr`.
+pub fn java_client(addr: &str, audience: &str) -> tokio::process::Command {
+    let classpath: Vec<String> = JAVA_JARS.iter().map(|j| format!("/usr/share/java/{j}.jar")).collect();
+    let mut java = google_client_at("java", addr);
+    java.arg("-cp")
+        .arg(classpath.join(":"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/BrokerToken.java"))
+        .arg(audience);
+    java
 }
 
 /// tests/go/metadata_client.go built once per test binary with Debian's packaged x/oauth2 and
