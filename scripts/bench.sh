@@ -9,3 +9,4 @@ bash scripts/apt.sh wrk
 cargo bench --locked -p vertex-broker-rotation --bench rotation
 cargo bench --locked -p vertex-broker --bench broker
 cargo bench --locked -p vertex-broker --bench mint_path
+cargo bench --locked -p vertex-broker --bench gateway

@@ -15,6 +15,8 @@
 //! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI; `ErrorClass` names each failure |
 //! | [`rotation::operator`] | what the CLI adds on the engine: local rotation, status, revoke, first key |
 //! | [`broker`] | the token broker: guards, limits, cache, accounts, GCE metadata protocol, listener, signals, Lambda extension |
+//! | [`broker::gateway`] | `/vertex/...`: Vertex calls with the account's token, streamed, retried within the deadline, audited |
+//! | [`broker::metrics`] | the broker's CloudWatch EMF metrics, aggregated between flushes |
 //! | [`doctor`] | `vertex-broker doctor`: the token path checked one call at a time, with what to fix per step |
 //! | [`dev`] | `vertex-broker dev`: emulator + in-memory store + broker + periodic rotation |
 //! | [`telemetry`] | log setup (JSON in Lambda) and CloudWatch Embedded Metric Format lines |

@@ -142,6 +142,22 @@ async fn a_429_is_retried_within_the_deadline_and_passed_on_with_retry_after_nea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_global_fallback_a_regional_429_is_retried_at_global() {
+    let f = Fixture::new("gw-global").await;
+    let b = broker(&f, |s| s.vertex.fallback_global = true).await;
+    f.emu.inject(Fault { endpoint: "vertex".into(), count: 1, status: Some(429), delay_ms: 0 });
+    let resp = post(&b.url(&format!("/vertex{MODEL}:generateContent")), &prompt("anywhere"), &[]).await;
+    assert_eq!((resp.status().as_u16(), resp.headers()["x-vertex-broker-attempts"].to_str().unwrap()), (200, "2"));
+    assert_eq!((f.emu.calls("vertex@us-central1"), f.emu.calls("vertex@global")), (1, 1));
+    // A deployed endpoint lives in one region: no fall-back there.
+    let endpoint = b.url("/vertex/v1/projects/proj-test/locations/us-central1/endpoints/1:predict");
+    f.emu.inject(Fault { endpoint: "vertex".into(), count: 1, status: Some(429), delay_ms: 0 });
+    let resp = post(&endpoint, &json!({"instances": [{"x": 1}]}), &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(f.emu.calls("vertex@global"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_forwards_model_calls_only_from_local_programs() {
     let f = Fixture::new("gw-guard").await;
     let b = broker(&f, |s| s.vertex.max_body = 1024 * 1024).await;

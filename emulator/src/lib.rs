@@ -113,6 +113,10 @@ impl Emulator {
         let shared = Arc::new(Shared { world: Mutex::new(World::new(format!("http://{addr}"))), http });
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(shared.clone());
+        // As Google's front ends do: small writes (an SSE event after its headers) go out at once.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -241,7 +245,8 @@ impl Emulator {
         self.shared.world().counters.get(email).cloned().unwrap_or_default()
     }
 
-    /// How many calls an endpoint (`iam.create`, `token`, ...) received.
+    /// How many calls an endpoint (`iam.create`, `token`, ...) received; `vertex@LOCATION` counts
+    /// Vertex model calls by the location in their path.
     pub fn calls(&self, endpoint: &str) -> u64 {
         self.shared.world().calls.get(endpoint).copied().unwrap_or(0)
     }

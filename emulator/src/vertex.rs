@@ -90,6 +90,8 @@ pub async fn model(
         Some((model, "streamGenerateContent")) => (model.to_string(), true),
         _ => return ApiError::new(404, "NOT_FOUND", "Method not found.").into_response(),
     };
+    // Which location was called, for tests of a fall-back to `global` (`calls("vertex@LOCATION")`).
+    *shared.world().calls.entry(format!("vertex@{location}")).or_default() += 1;
     if let Some(fault) = vertex_fault(&shared).await {
         return fault;
     }
