@@ -237,12 +237,10 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     loop {
         report.attempts += 1;
         let attempt_started = Instant::now();
-        let body = match first_body.take() {
-            Some(b) => b,
-            None => match upload_state.replay() {
-                Some(bytes) => reqwest::Body::from(bytes),
-                None => unreachable!("a retry is decided only with the body kept"),
-            },
+        // A retry is decided only with the whole body kept; the refusal is a second lock.
+        let body = match first_body.take().or_else(|| upload_state.replay().map(reqwest::Body::from)) {
+            Some(body) => body,
+            None => return refuse(report, GatewayError::new(502, "the request body could not be sent again")),
         };
         let url = call.url(gateway.settings.endpoint.as_deref(), global);
         let request = gateway
