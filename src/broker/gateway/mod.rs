@@ -8,10 +8,12 @@
 //! | [`route`] | which paths and methods are Vertex model calls, and the upstream URL for each |
 //! | [`retry`] | when to try again: backoff with jitter, `Retry-After`, the deadline |
 //! | [`body`] | the request body streamed up (size limit, copy kept for retries), the answer streamed down |
+//! | [`error`] | the gateway's own answers, in Google's error format |
 //! | [`usage`] | token counts read from the answer's tail |
 //! | [`report`] | the audit line and the call's metrics, written when the answer ends |
 
 pub mod body;
+pub mod error;
 pub mod report;
 pub mod retry;
 pub mod route;
@@ -27,11 +29,12 @@ use hyper::{Method, Request, Response};
 use tokio::time::Instant;
 
 use self::body::{Download, ReplayBudget, Upload, UploadState};
+pub use self::error::GatewayError;
+use self::error::{no_token, too_large};
 use self::report::CallReport;
 use self::retry::{Decision, Retries};
 use self::route::VertexCall;
 use super::guard;
-use super::token_cache::NoToken;
 use super::Broker;
 use crate::config::{VertexGateway, DEFAULT_SCOPE};
 
@@ -62,57 +65,6 @@ const FORWARDED: [&str; 7] = [
 /// Answer headers not passed back: hop-by-hop, framing (hyper sets it), and cookies.
 const NOT_RETURNED: [&str; 7] =
     ["connection", "keep-alive", "transfer-encoding", "content-length", "set-cookie", "alt-svc", "upgrade"];
-
-/// A refusal or failure answered by the gateway itself, in Google's error format so that SDKs
-/// read it as they read Vertex's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GatewayError {
-    pub status: u16,
-    pub message: String,
-    pub retry_after: Option<u64>,
-}
-
-impl GatewayError {
-    pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Self { status, message: format!("vertex-broker: {}", message.into()), retry_after: None }
-    }
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, message)
-    }
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(400, message)
-    }
-    pub fn method(message: impl Into<String>) -> Self {
-        Self::new(405, message)
-    }
-
-    /// Google's `status` for an HTTP status.
-    fn google_status(&self) -> &'static str {
-        match self.status {
-            400 | 411 | 413 | 415 => "INVALID_ARGUMENT",
-            401 => "UNAUTHENTICATED",
-            403 => "PERMISSION_DENIED",
-            404 | 405 => "NOT_FOUND",
-            429 => "RESOURCE_EXHAUSTED",
-            502 | 503 => "UNAVAILABLE",
-            504 => "DEADLINE_EXCEEDED",
-            _ => "INTERNAL",
-        }
-    }
-
-    fn response(&self) -> Response<ResponseBody> {
-        let body = serde_json::json!({
-            "error": {"code": self.status, "message": self.message, "status": self.google_status()}
-        });
-        let mut resp = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
-        *resp.status_mut() = hyper::StatusCode::from_u16(self.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
-        if let Some(s) = self.retry_after {
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
-        }
-        resp
-    }
-}
 
 /// The gateway's shared parts: settings, the upstream client, the retry copy budget.
 pub struct Gateway {
@@ -231,82 +183,109 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     }
     let deadlines = gateway.deadlines(&parts.headers, lambda_deadline, arrived);
     let (upload, upload_state) = Upload::new(body, max_body, gateway.replay.clone());
-    let mut first_body = Some(reqwest::Body::wrap(upload));
-    let mut retries = Retries::new(gateway.settings.retries, deadlines.retries);
-    let mut global = false;
-    loop {
-        report.attempts += 1;
-        let attempt_started = Instant::now();
-        // A retry is decided only with the whole body kept; the refusal is a second lock.
-        let body = match first_body.take().or_else(|| upload_state.replay().map(reqwest::Body::from)) {
-            Some(body) => body,
-            None => return refuse(report, GatewayError::new(502, "the request body could not be sent again")),
-        };
-        let url = call.url(gateway.settings.endpoint.as_deref(), global);
-        let request = gateway
-            .client
-            .request(parts.method.clone(), &url)
-            .headers(forwarded(&parts.headers))
-            .bearer_auth(token.secret.expose())
-            .body(body);
-        let sent = tokio::time::timeout_at(deadlines.end, request.send()).await;
-        let answer = match sent {
-            Err(_) => {
-                report.upstream_errors += 1;
-                let waited = deadlines.end.saturating_duration_since(arrived);
-                return refuse(
-                    report,
-                    GatewayError::new(
-                        504,
-                        format!(
-                            "Vertex did not answer within the call's deadline ({} ms: VERTEX_BROKER_VERTEX_DEADLINE, \
-                             {TIMEOUT_HEADER}, x-server-timeout or the Lambda invocation's)",
-                            waited.as_millis()
-                        ),
-                    ),
-                );
-            }
-            Ok(Err(e)) => {
-                if upload_state.too_large() {
-                    return refuse(report, too_large(max_body));
+    let call = Call { gateway, route: &call, parts: &parts, token: token.secret.expose(), deadlines, arrived };
+    match call.forward(reqwest::Body::wrap(upload), &upload_state, &mut report).await {
+        Ok((answer, retry_after)) => {
+            report.status = answer.status().as_u16();
+            pass_through(answer, report, retry_after)
+        }
+        Err(e) => refuse(report, e),
+    }
+}
+
+/// One gateway call on its way to Vertex.
+struct Call<'a> {
+    gateway: &'a Gateway,
+    route: &'a VertexCall,
+    parts: &'a hyper::http::request::Parts,
+    token: &'a str,
+    deadlines: Deadlines,
+    arrived: Instant,
+}
+
+impl Call<'_> {
+    /// Sends the call, and again after a retryable answer while the deadline allows: Vertex's
+    /// answer to pass on (with the `Retry-After` to add, if any), or the gateway's own error.
+    async fn forward(
+        &self,
+        first_body: reqwest::Body,
+        upload: &UploadState,
+        report: &mut CallReport,
+    ) -> Result<(reqwest::Response, Option<u64>), GatewayError> {
+        let settings = &self.gateway.settings;
+        let mut first_body = Some(first_body);
+        let mut retries = Retries::new(settings.retries, self.deadlines.retries);
+        let mut global = false;
+        loop {
+            report.attempts += 1;
+            let attempt_started = Instant::now();
+            // A retry is decided only with the whole body kept; the error is a second lock.
+            let body = first_body
+                .take()
+                .or_else(|| upload.replay().map(reqwest::Body::from))
+                .ok_or_else(|| GatewayError::new(502, "the request body could not be sent again"))?;
+            let url = self.route.url(settings.endpoint.as_deref(), global);
+            let request = self
+                .gateway
+                .client
+                .request(self.parts.method.clone(), &url)
+                .headers(forwarded(&self.parts.headers))
+                .bearer_auth(self.token)
+                .body(body);
+            let answer = match tokio::time::timeout_at(self.deadlines.end, request.send()).await {
+                Err(_) => {
+                    report.upstream_errors += 1;
+                    return Err(self.deadline_passed());
                 }
-                report.upstream_errors += 1;
-                // The URL names the project: the log and the answer say the host only.
-                let e = e.without_url().to_string();
-                tracing::warn!(model = %call.model, error = %e, "cannot reach Vertex");
-                match retry(&mut retries, &upload_state, attempt_started.elapsed()) {
-                    Some(wait) => {
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    None => {
-                        let host = url.split('/').take(3).collect::<Vec<_>>().join("/");
-                        return refuse(report, GatewayError::new(502, format!("cannot reach Vertex at {host}: {e}")));
+                Ok(Err(_)) if upload.too_large() => return Err(too_large(settings.max_body)),
+                Ok(Err(e)) => {
+                    report.upstream_errors += 1;
+                    // The URL names the project: the log and the answer say the host only.
+                    let e = e.without_url().to_string();
+                    tracing::warn!(model = %self.route.model, error = %e, "cannot reach Vertex");
+                    match retry(&mut retries, upload, attempt_started.elapsed()) {
+                        Some(wait) => {
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        None => {
+                            let host = url.split('/').take(3).collect::<Vec<_>>().join("/");
+                            return Err(GatewayError::new(502, format!("cannot reach Vertex at {host}: {e}")));
+                        }
                     }
                 }
+                Ok(Ok(answer)) => answer,
+            };
+            let status = answer.status().as_u16();
+            if !retry::retryable(status) {
+                return Ok((answer, None));
             }
-            Ok(Ok(answer)) => answer,
-        };
-        let status = answer.status().as_u16();
-        let mut retry_after = None;
-        if retry::retryable(status) {
             report.upstream_errors += 1;
             let asked = retry::parse_retry_after(answer.headers().get(RETRY_AFTER));
             match retries.next(asked, attempt_started.elapsed(), Instant::now()) {
-                Decision::After(wait) if upload_state.replayable() => {
+                Decision::After(wait) if upload.replayable() => {
                     drop(answer);
-                    if status == 429 && gateway.settings.fallback_global && call.may_use_global() {
+                    if status == 429 && settings.fallback_global && self.route.may_use_global() {
                         global = true;
                     }
                     tokio::time::sleep(wait).await;
-                    continue;
                 }
-                Decision::After(wait) => retry_after = Some(wait.as_secs().max(1)),
-                Decision::GiveUp { retry_after_s } => retry_after = Some(retry_after_s),
+                Decision::After(wait) => return Ok((answer, Some(wait.as_secs().max(1)))),
+                Decision::GiveUp { retry_after_s } => return Ok((answer, Some(retry_after_s))),
             }
         }
-        report.status = status;
-        return pass_through(answer, report, retry_after);
+    }
+
+    fn deadline_passed(&self) -> GatewayError {
+        let allowed = self.deadlines.end.saturating_duration_since(self.arrived);
+        GatewayError::new(
+            504,
+            format!(
+                "Vertex did not answer within the call's deadline ({} ms: VERTEX_BROKER_VERTEX_DEADLINE, \
+                 {TIMEOUT_HEADER}, x-server-timeout or the Lambda invocation's)",
+                allowed.as_millis()
+            ),
+        )
     }
 }
 
@@ -353,30 +332,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-}
-
-fn too_large(max: usize) -> GatewayError {
-    GatewayError::new(
-        413,
-        format!(
-            "request body larger than {} MB (VERTEX_BROKER_VERTEX_MAX_BODY_MB); put large media in Cloud Storage \
-             and send its fileData URI",
-            max / (1024 * 1024)
-        ),
-    )
-}
-
-fn no_token(e: NoToken) -> GatewayError {
-    match e {
-        NoToken::Unavailable(u) => GatewayError {
-            retry_after: Some(u.retry_after),
-            ..GatewayError::new(503, format!("no access token to call Vertex with: {}", u.message))
-        },
-        NoToken::Limited(l) => GatewayError {
-            retry_after: Some(l.retry_after()),
-            ..GatewayError::new(429, format!("no access token to call Vertex with: {l}"))
-        },
-    }
 }
 
 #[cfg(test)]
@@ -427,14 +382,5 @@ mod tests {
         assert!(is_json(&h));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!is_json(&h), "a browser's form post is not JSON");
-    }
-
-    #[test]
-    fn gateway_errors_read_like_googles() {
-        let e = GatewayError { retry_after: Some(3), ..GatewayError::new(429, "busy") };
-        let resp = e.response();
-        assert_eq!(resp.headers()[RETRY_AFTER], "3");
-        assert_eq!(e.google_status(), "RESOURCE_EXHAUSTED");
-        assert_eq!(GatewayError::new(504, "x").google_status(), "DEADLINE_EXCEEDED");
     }
 }
