@@ -214,16 +214,6 @@ fn serve(f: &Fixture, port: u16, extra: &[(&str, &str)]) -> tokio::process::Chil
         .unwrap()
 }
 
-async fn wait_listening(port: u16) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("vertex-broker serve did not listen on {port}");
-}
-
 /// Stops `serve` with SIGTERM; its standard output and error.
 async fn stop(mut child: tokio::process::Child) -> (String, String) {
     let pid = child.id().unwrap().to_string();
@@ -266,7 +256,7 @@ async fn serve_writes_an_audit_line_per_call_and_emf_counts_that_match_and_never
     let f = Fixture::new("gw-serve").await;
     let port = support::free_port();
     let child = serve(&f, port, &[]);
-    wait_listening(port).await;
+    support::wait_listening(port).await;
     let base = format!("http://127.0.0.1:{port}/vertex{MODEL}");
 
     f.emu.inject(Fault { endpoint: "vertex".into(), count: 2, status: Some(429), delay_ms: 0 });
@@ -337,7 +327,7 @@ async fn token_free_mode_refuses_tokens_and_the_gateway_still_serves_the_genai_s
     let f = Fixture::new("gw-tokenfree").await;
     let port = support::free_port();
     let child = serve(&f, port, &[("VERTEX_BROKER_TOKEN_ENDPOINTS", "off")]);
-    wait_listening(port).await;
+    support::wait_listening(port).await;
     for path in ["token", "identity?audience=https://example.run.app"] {
         let resp = reqwest::Client::new()
             .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/{path}"))

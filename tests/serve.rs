@@ -35,16 +35,6 @@ async fn get(port: u16, path: &str) -> Option<reqwest::Response> {
         .ok()
 }
 
-async fn wait_listening(port: u16) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("vertex-broker serve did not listen on {port}");
-}
-
 fn signal(child: &tokio::process::Child, sig: &str) {
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
@@ -57,7 +47,7 @@ async fn serve_survives_a_rotated_away_key_logs_nothing_secret_and_stops_on_sigt
     let f = Fixture::new("serve").await;
     let port = support::free_port();
     let mut child = serve(&f, port, "1h"); // no TTL re-check during the test: only invalid_grant can tell
-    wait_listening(port).await;
+    support::wait_listening(port).await;
     let first: serde_json::Value = get(port, TOKEN).await.unwrap().json().await.unwrap();
     let id_token =
         get(port, "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://a.example")
@@ -110,7 +100,7 @@ async fn serve_stops_on_sigint_and_refuses_to_start_without_a_secret() {
     let f = Fixture::new("sigint").await;
     let port = support::free_port();
     let mut child = serve(&f, port, "5m");
-    wait_listening(port).await;
+    support::wait_listening(port).await;
     signal(&child, "-INT");
     let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("stops on SIGINT").unwrap();
     assert!(status.success());

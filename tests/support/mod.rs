@@ -102,6 +102,17 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Waits until a process this test started (`serve`) listens on 127.0.0.1:`port` (5 s at most).
+pub async fn wait_listening(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after 5 s");
+}
+
 /// A field of `/proc/PID/status` in kB (`VmRSS:`), 0 when unreadable.
 pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
