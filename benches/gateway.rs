@@ -25,17 +25,10 @@ fn main() {
 async fn run() {
     let f = support::Fixture::new("bench-gateway").await;
     let port = support::free_port();
-    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("VERTEX_BROKER_SECRET_ID", &f.secret)
-        .env("VERTEX_BROKER_PORT", port.to_string())
+    let mut serve = support::serve_command(env!("CARGO_BIN_EXE_vertex-broker"), &f, port)
         .env("VERTEX_BROKER_VERTEX_ENDPOINT", f.emu.url())
-        .envs(support::aws_env())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let broker = format!("http://127.0.0.1:{port}");

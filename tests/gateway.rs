@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use google_emulator::Fault;
@@ -77,26 +76,16 @@ async fn server_sent_events_pass_through_one_at_a_time_with_the_brokers_token() 
     let started = Instant::now();
     let url = b.url(&format!("/vertex{MODEL}:streamGenerateContent?alt=sse"));
     // A caller's own Authorization is replaced, never forwarded.
-    let mut resp = post(&url, &prompt("a b c"), &[("authorization", "Bearer not-a-google-token")]).await;
+    let resp = post(&url, &prompt("a b c"), &[("authorization", "Bearer not-a-google-token")]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     assert_eq!(resp.headers()["x-vertex-broker-attempts"], "1");
-    let first = resp.chunk().await.unwrap().unwrap();
-    let first_at = started.elapsed();
-    let mut rest = Vec::new();
-    while let Some(chunk) = resp.chunk().await.unwrap() {
-        rest.extend_from_slice(&chunk);
-    }
-    let done_at = started.elapsed();
+    let support::SseRead { first, first_at, done_at, events } = support::read_sse(resp, started).await;
     assert!(
         done_at - first_at >= Duration::from_millis(500),
         "the first event reached the client at {first_at:?}, before the emulator sent the last (done {done_at:?})"
     );
-    let first = String::from_utf8(first.to_vec()).unwrap();
     assert!(first.starts_with("data: {") && first.ends_with("}\r\n\r\n"), "one whole event: {first:?}");
-    let all = first + &String::from_utf8(rest).unwrap();
-    let events: Vec<Value> =
-        all.split("\r\n\r\n").filter(|e| !e.is_empty()).map(|e| serde_json::from_str(&e[6..]).unwrap()).collect();
     assert_eq!(events.len(), 4);
     assert_eq!(events[3]["usageMetadata"]["totalTokenCount"], 7);
 
@@ -197,19 +186,10 @@ async fn the_gateway_forwards_model_calls_only_from_local_programs() {
 }
 
 fn serve(f: &Fixture, port: u16, extra: &[(&str, &str)]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("VERTEX_BROKER_SECRET_ID", &f.secret)
-        .env("VERTEX_BROKER_PORT", port.to_string())
+    support::serve_command(env!("CARGO_BIN_EXE_vertex-broker"), f, port)
         .env("VERTEX_BROKER_VERTEX_ENDPOINT", f.emu.url())
         .env("VERTEX_BROKER_LOG", "trace")
-        .envs(support::aws_env())
         .envs(extra.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap()
 }

@@ -52,7 +52,7 @@ async fn server_sent_events_are_sent_as_they_are_made_in_vertex_framing() {
     let token = token.secret.expose().to_string();
     f.emu.set_vertex_latency(Duration::from_millis(50), Duration::from_millis(200));
     let started = Instant::now();
-    let mut resp = reqwest::Client::new()
+    let resp = reqwest::Client::new()
         .post(format!(
             "{}/v1/projects/proj-test/locations/global/publishers/google/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
             f.emu.url()
@@ -63,19 +63,9 @@ async fn server_sent_events_are_sent_as_they_are_made_in_vertex_framing() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let first = resp.chunk().await.unwrap().unwrap();
-    let first_at = started.elapsed();
-    let mut rest = Vec::new();
-    while let Some(chunk) = resp.chunk().await.unwrap() {
-        rest.extend_from_slice(&chunk);
-    }
-    let done_at = started.elapsed();
+    let support::SseRead { first, first_at, done_at, events } = support::read_sse(resp, started).await;
     assert!(done_at - first_at >= Duration::from_millis(500), "the first event came {first_at:?}, the end {done_at:?}");
-    let first = String::from_utf8(first.to_vec()).unwrap();
     assert!(first.starts_with("data: {") && first.ends_with("}\r\n\r\n"), "{first:?}");
-    let all = first + &String::from_utf8(rest).unwrap();
-    let events: Vec<serde_json::Value> =
-        all.split("\r\n\r\n").filter(|e| !e.is_empty()).map(|e| serde_json::from_str(&e[6..]).unwrap()).collect();
     assert_eq!(events.len(), 4);
     assert!(events[..3].iter().all(|e| e.get("usageMetadata").is_none()));
     assert_eq!(events[3]["candidates"][0]["finishReason"], "STOP");

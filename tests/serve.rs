@@ -3,25 +3,15 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use support::Fixture;
 use tokio::io::AsyncReadExt;
 
 fn serve(f: &Fixture, port: u16, ttl: &str) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("VERTEX_BROKER_SECRET_ID", &f.secret)
-        .env("VERTEX_BROKER_PORT", port.to_string())
+    support::serve_command(env!("CARGO_BIN_EXE_vertex-broker"), f, port)
         .env("VERTEX_BROKER_SECRET_TTL", ttl)
         .env("VERTEX_BROKER_LOG", "trace")
-        .envs(support::aws_env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap()
 }

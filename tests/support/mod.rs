@@ -102,6 +102,23 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `vertex-broker serve` (`binary`, which only the root crate's tests and benches can name) for
+/// the fixture's secret on `port`, with nothing from this environment but PATH and moto's AWS
+/// variables; output piped, killed when dropped. Callers add variables and spawn it.
+pub fn serve_command(binary: &str, f: &Fixture, port: u16) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("VERTEX_BROKER_SECRET_ID", &f.secret)
+        .env("VERTEX_BROKER_PORT", port.to_string())
+        .envs(aws_env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
 /// Waits until a process this test started (`serve`) listens on 127.0.0.1:`port` (5 s at most).
 pub async fn wait_listening(port: u16) {
     for _ in 0..200 {
@@ -111,6 +128,30 @@ pub async fn wait_listening(port: u16) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("nothing listens on 127.0.0.1:{port} after 5 s");
+}
+
+/// A server-sent-event answer read to its end: the first chunk as it arrived, when it arrived
+/// and when the stream ended (measured from `started`), and every `data:` event parsed.
+pub struct SseRead {
+    pub first: String,
+    pub first_at: Duration,
+    pub done_at: Duration,
+    pub events: Vec<serde_json::Value>,
+}
+
+pub async fn read_sse(mut resp: reqwest::Response, started: std::time::Instant) -> SseRead {
+    let first = resp.chunk().await.unwrap().expect("a first event");
+    let first_at = started.elapsed();
+    let mut rest = Vec::new();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    let done_at = started.elapsed();
+    let first = String::from_utf8(first.to_vec()).unwrap();
+    let all = first.clone() + &String::from_utf8(rest).unwrap();
+    let events =
+        all.split("\r\n\r\n").filter(|e| !e.is_empty()).map(|e| serde_json::from_str(&e[6..]).unwrap()).collect();
+    SseRead { first, first_at, done_at, events }
 }
 
 /// A field of `/proc/PID/status` in kB (`VmRSS:`), 0 when unreadable.
