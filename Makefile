@@ -1,4 +1,4 @@
-# The README's commands, the benchmark, and the SAM build target of the broker layer.
+# The README's commands and the benchmark. (sam builds the broker layer with layer/Makefile.)
 .PHONY: test bench dev package fuzz
 
 ## Run fmt, clippy, the template linters and the whole test suite (installs its Python tools
@@ -25,14 +25,3 @@ dev:
 ARCH ?= x86_64
 package:
 	bash scripts/package.sh $(ARCH)
-
-# Called by `sam build` for the BrokerLayer resource (BuildMethod: makefile). sam does not pass
-# the architecture on: run `LAYER_ARCH=x86_64 sam build` for x86_64 (default arm64).
-LAYER_ARCH ?= arm64
-build-BrokerLayer:
-	cargo lambda build --release --extension --bin vertex-broker-extension \
-		$(if $(filter x86_64,$(LAYER_ARCH)),--x86-64,--arm64)
-	mkdir -p "$(ARTIFACTS_DIR)/extensions"
-	cp "$${CARGO_TARGET_DIR:-target}/lambda/extensions/vertex-broker-extension" "$(ARTIFACTS_DIR)/extensions/"
-	cp layer/vertex-broker-wrapper "$(ARTIFACTS_DIR)/vertex-broker-wrapper"
-	chmod 755 "$(ARTIFACTS_DIR)/extensions/vertex-broker-extension" "$(ARTIFACTS_DIR)/vertex-broker-wrapper"

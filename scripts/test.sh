@@ -30,9 +30,10 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The fuzz targets (make fuzz runs them on nightly) still compile against the library.
+# The fuzz targets (make fuzz runs them on nightly) still compile against the library. fuzz/ is
+# its own workspace: share the main target directory rather than build a second one in fuzz/.
 echo "==> cargo check of the fuzz targets"
-cargo check --locked --manifest-path fuzz/Cargo.toml --bins
+cargo check --locked --manifest-path fuzz/Cargo.toml --bins --target-dir "${CARGO_TARGET_DIR:-$root/target}"
 # Binaries of the other architecture run under qemu-user, with that architecture's glibc from
 # Debian (multiarch: qemu-user 7.2 hangs in pthread_create when pointed at the cross compilers'
 # copy with -L). check_package.py starts each packaged binary; the tests below run again on them.

@@ -29,8 +29,10 @@ fn function_binaries_exist() {
 #[test]
 fn the_layer_build_puts_the_extension_and_wrapper_where_the_template_points() {
     let t = template();
-    let make = read("Makefile");
+    let make = read("layer/Makefile");
     assert!(t.contains("BuildMethod: makefile"));
+    // sam copies ContentUri before running make: the folder must be small, not the repository.
+    assert!(t.contains("ContentUri: layer\n"));
     assert!(make.contains("build-BrokerLayer:"), "sam calls `make build-BrokerLayer`");
     assert!(make.contains("$(ARTIFACTS_DIR)/extensions/"), "extensions live in /opt/extensions/");
     assert!(make.contains("--bin vertex-broker-extension"));
@@ -40,7 +42,7 @@ fn the_layer_build_puts_the_extension_and_wrapper_where_the_template_points() {
                 .exists()
     );
     assert!(t.contains("AWS_LAMBDA_EXEC_WRAPPER: /opt/vertex-broker-wrapper"));
-    assert!(make.contains("cp layer/vertex-broker-wrapper \"$(ARTIFACTS_DIR)/vertex-broker-wrapper\""));
+    assert!(make.contains("cp \"$(here)/vertex-broker-wrapper\" \"$(ARTIFACTS_DIR)/vertex-broker-wrapper\""));
     let wrapper = concat!(env!("CARGO_MANIFEST_DIR"), "/layer/vertex-broker-wrapper");
     use std::os::unix::fs::PermissionsExt;
     assert!(fs::metadata(wrapper).unwrap().permissions().mode() & 0o111 != 0, "the wrapper is executable");
