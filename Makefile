@@ -16,9 +16,14 @@ fuzz:
 	bash scripts/fuzz.sh
 
 ## Everything on this machine, offline: Google emulator, in-memory secret, broker on
-## 127.0.0.1:2775, a rotation every 2 minutes. Ctrl-C stops it.
+## 127.0.0.1:2775, a rotation every 2 minutes. Ctrl-C stops it. Options as make variables
+## (make reads `--port` as its own): make dev PORT=2780 ROTATE_EVERY=30s KEYLESS=1
+PORT ?=
+ROTATE_EVERY ?=
+KEYLESS ?=
 dev:
-	cargo run --locked --bin vertex-broker -- dev
+	cargo run --locked --bin vertex-broker -- dev $(if $(PORT),--port $(PORT)) \
+		$(if $(ROTATE_EVERY),--rotate-every $(ROTATE_EVERY)) $(if $(KEYLESS),--keyless)
 
 ## Lambda zips in target/package/ARCH/: the rotation function, the broker layer, the example.
 ## ARCH=x86_64 or ARCH=arm64 (scripts/rust-for-target.sh installs a missing standard library).

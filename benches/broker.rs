@@ -6,8 +6,7 @@
 //! held and after they close, RSS after a million requests, exec-to-listening,
 //! exec-to-first-token and the stripped extension size. Prints ratios; asserts nothing.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::convert::Infallible;
 use std::process::{Command, Stdio};

@@ -4,8 +4,7 @@
 //! interleaved round by round. Prints p50/p99 at 1 and 10 concurrent callers, the added time to the
 //! first SSE event, and the broker's RSS idle and with 32 streams open. Asserts nothing.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

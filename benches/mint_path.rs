@@ -4,8 +4,7 @@
 //! round, and each is compared with the rotated key (today's path) measured in the same rounds.
 //! Prints; asserts nothing.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

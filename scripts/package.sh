@@ -24,7 +24,9 @@ export PATH="$root/.venv/bin:$PATH"
 
 cargo lambda build --release --locked "$flag" -p vertex-broker-rotation --bin bootstrap
 cargo lambda build --release --locked "$flag" -p vertex-proxy --bin vertex-proxy
-cargo lambda build --release --locked "$flag" --extension -p vertex-broker --bin vertex-broker-extension
+# The extension takes the library with the broker only: no CLI, no emulator (Cargo.toml [features]).
+cargo lambda build --release --locked "$flag" --extension -p vertex-broker --bin vertex-broker-extension \
+  --no-default-features --features broker
 
 target=${CARGO_TARGET_DIR:-target}
 out="$target/package/$arch"

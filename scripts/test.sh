@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs the Python tools it needs into .venv and
+# The whole test suite, on a fresh machine: first the unit tier (no moto, no network), then it
+# installs the Python tools it needs into .venv and
 # Google's Node and Go clients (scripts/clients.sh), starts one moto_server on a free loopback
 # port, lints the template, runs fmt and clippy, builds and checks the Lambda zips for both
 # architectures, runs `sam build`, then every test.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+
+# The unit tier first: no moto, no network, no Google clients (seconds once built); a failure
+# here stops the run before anything is installed.
+echo "==> unit tests (cargo test --lib)"
+unit_log="${TMPDIR:-/tmp}/vertex-broker-test-unit.log"
+cargo test --workspace --locked --lib 2>&1 | tee "$unit_log" # pipefail: a failure ends the run
 
 bash scripts/clients.sh
 export PATH="$root/.venv/bin:$PATH"
@@ -34,6 +41,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # its own workspace: share the main target directory rather than build a second one in fuzz/.
 echo "==> cargo check of the fuzz targets"
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins --target-dir "${CARGO_TARGET_DIR:-$root/target}"
+# The shipped Lambda binaries compile only what they run: no CLI parser, no Google emulator.
+echo "==> dependency trees of the Lambda binaries"
+for spec in "-p vertex-broker --no-default-features --features broker" "-p vertex-broker-rotation" "-p vertex-proxy"; do
+  # shellcheck disable=SC2086 # the spec is words on purpose
+  if cargo tree --locked -e normal $spec --prefix none | grep -E '^(google-emulator|axum|clap) '; then
+    echo "cargo tree -e normal $spec: the Lambda binary's tree must not hold the crates above" >&2
+    exit 1
+  fi
+done
 # Binaries of the other architecture run under qemu-user, with that architecture's glibc from
 # Debian (multiarch: qemu-user 7.2 hangs in pthread_create when pointed at the cross compilers'
 # copy with -L). check_package.py starts each packaged binary; the tests below run again on them.
@@ -57,10 +73,10 @@ env "${sam_env[@]}" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 \
   { cat "${TMPDIR:-/tmp}/vertex-broker-sam.log"; exit 1; }
 python3 scripts/check_package.py --sam-build arm64 "$sam_dir"
 
-echo "==> cargo test"
+echo "==> cargo test (the integration tests: moto, the emulator, Google's clients)"
 log="${TMPDIR:-/tmp}/vertex-broker-test.log"
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test --workspace --locked --bins --test '*' 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The Lambda binary tests again, on the packaged binaries of the other architecture under
 # qemu-user: the arm64 extension registers, serves, handles INVOKE and SHUTDOWN, and the arm64
@@ -78,17 +94,21 @@ for name in ("layer", "rotation"):
             os.chmod(os.path.join(out, name, member), 0o755)
 PY
 qemu_path=$(command -v "$qemu")
+qemu_log="${TMPDIR:-/tmp}/vertex-broker-test-qemu.log"
 VERTEX_BROKER_TEST_EXTENSION="$qemu_path $unpacked/layer/extensions/vertex-broker-extension" \
-  cargo test --locked --test extension 2>&1 | tee -a "$log"
+  cargo test --locked --test extension 2>&1 | tee "$qemu_log"
 extension_status=${PIPESTATUS[0]}
 VERTEX_BROKER_TEST_BOOTSTRAP="$qemu_path $unpacked/rotation/bootstrap" \
-  cargo test --locked -p vertex-broker-rotation --test bootstrap 2>&1 | tee -a "$log"
+  cargo test --locked -p vertex-broker-rotation --test bootstrap 2>&1 | tee -a "$qemu_log"
 bootstrap_status=${PIPESTATUS[0]}
 for s in "$extension_status" "$bootstrap_status"; do
   if [ "$status" -eq 0 ]; then status=$s; fi
 done
 set -e
-# One closing line over every test binary (the last cargo line is a doc-test run of 0).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# One closing line over every test binary (the last cargo line is a doc-test run of 0); the
+# re-runs under qemu are counted apart, since they run tests already counted once.
+count='/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }'
+tests=$(awk "$count END { printf \"%d passed, %d failed\", p, f }" "$unit_log" "$log")
+rerun=$(awk "$count END { printf \"%d passed, %d failed\", p, f }" "$qemu_log")
+echo "tests: $tests; re-run on the packaged $foreign binaries under qemu: $rerun"
 exit "$status"

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::text::split_list;
+
 /// Default scope for access tokens.
 pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Default broker port on 127.0.0.1 (2773 belongs to AWS's secrets agent).
@@ -206,7 +208,7 @@ impl Config {
         };
         let scopes = match get("VERTEX_BROKER_SCOPES") {
             None => vec![DEFAULT_SCOPE.to_string()],
-            Some(v) => match crate::broker::scopes::normalize_scopes(&v) {
+            Some(v) => match crate::google::scopes::normalize_scopes(&v) {
                 Ok(scopes) => scopes.into_iter().map(str::to_string).collect(),
                 Err(e) => {
                     return Err(ConfigError { variable: "VERTEX_BROKER_SCOPES", value: v, expected: e.to_string() })
@@ -374,11 +376,6 @@ impl Config {
             limits,
         })
     }
-}
-
-/// Splits a comma-separated list (secret ids, emails), dropping blanks.
-pub fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// Splits a scope list written with commas and/or spaces.

@@ -13,7 +13,8 @@ use crate::broker::{server, Broker, BrokerSettings};
 use crate::config::{RevokeMode, DEFAULT_SCOPE};
 use crate::google::federation::{AwsIdentity, CredentialConfig};
 use crate::google::iam::RetryPolicy;
-use crate::rotation::{Outcome, Rotation, RotationSettings};
+use crate::operator::Operator;
+use crate::rotation::{Outcome, RotationSettings};
 use crate::store::{MemoryStore, SecretStore, AWSCURRENT};
 
 /// The sample service account `dev` seeds.
@@ -37,7 +38,7 @@ pub struct DevOptions {
 pub enum DevError {
     #[error("cannot start the embedded Google emulator: {0}")]
     Emulator(std::io::Error),
-    #[error("cannot listen on 127.0.0.1:{port}: {source}; another broker may be running: pick a port with --port")]
+    #[error("cannot listen on 127.0.0.1:{port}: {source}; another broker may be running: pick another with --port N (make dev PORT=N)")]
     Listen { port: u16, source: std::io::Error },
     #[error("cannot write the sandbox's credential configuration to {path}: {source}")]
     Config { path: String, source: std::io::Error },
@@ -92,7 +93,9 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
          \x20 Google emulator {g}  (IAM, OAuth, STS, IAM Credentials, Vertex AI)\n\
          {source_lines}\
          \n\
-         In a second terminal, point Google's client libraries at the broker:\n\
+         Leave this running. Everything below goes in a second terminal.\n\
+         \n\
+         Point Google's client libraries at the broker:\n\
          \x20 export GCE_METADATA_HOST={addr} GCE_METADATA_IP={addr}\n\
          \n\
          Get a token, then call the emulator's Vertex AI with it:\n\
@@ -112,7 +115,7 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
             // Keyless: nothing to rotate.
             return std::future::pending().await;
         };
-        let rotation = Rotation::new(
+        let operator = Operator::new(
             store.clone(),
             RotationSettings {
                 iam_endpoint: g.clone(),
@@ -127,7 +130,7 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
         loop {
             tokio::time::sleep(opts.rotate_every).await;
             round += 1;
-            say(rotate_once(&rotation, &store, arn, round).await);
+            say(rotate_once(&operator, &store, arn, round).await);
         }
     };
     tokio::select! {
@@ -207,7 +210,7 @@ fn keyless(
 }
 
 /// One rotation through the engine's own operator path; returns the one-line report.
-async fn rotate_once(rotation: &Rotation, store: &Arc<MemoryStore>, arn: &str, round: u32) -> String {
+async fn rotate_once(operator: &Operator, store: &Arc<MemoryStore>, arn: &str, round: u32) -> String {
     let started = Instant::now();
     let key_id = || async {
         let v = store.get(arn, None, Some(AWSCURRENT)).await.ok()?;
@@ -215,7 +218,7 @@ async fn rotate_once(rotation: &Rotation, store: &Arc<MemoryStore>, arn: &str, r
     };
     let before = key_id().await.unwrap_or_default();
     let mut revoked = 0;
-    let result = rotation
+    let result = operator
         .rotate_locally(arn, |_, outcome| {
             if let Outcome::Created { revoked: r, .. } | Outcome::Promoted { revoked: r, .. } = outcome {
                 revoked += r.len();

@@ -13,7 +13,7 @@
 //! | [`google::iam_credentials`] | impersonation: `generateAccessToken` / `generateIdToken` with delegates and lifetimes |
 //! | [`store`] | `SecretStore`, the storage seam: Secrets Manager and in-memory implementations |
 //! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI; `ErrorClass` names each failure |
-//! | [`rotation::operator`] | what the CLI adds on the engine: local rotation, status, revoke, first key |
+//! | [`operator`] | what the CLI adds over the engine's public interface: local rotation, following one, status, revoke, first key |
 //! | [`broker`] | the token broker: guards, limits, cache, accounts, GCE metadata protocol, listener, signals, Lambda extension |
 //! | [`broker::gateway`] | `/vertex/...`: Vertex calls with the account's token, streamed, retried within the deadline, audited |
 //! | [`broker::metrics`] | the broker's CloudWatch EMF metrics, aggregated between flushes |
@@ -27,18 +27,41 @@
 //! the example function behind API Gateway is `examples/vertex-proxy`. The layer's exec wrapper
 //! is `layer/vertex-broker-wrapper`; `template.yaml` wires it all for AWS SAM.
 
+#[cfg(feature = "broker")]
 pub mod broker;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
+#[cfg(feature = "cli")]
 pub mod dev;
+#[cfg(feature = "cli")]
 pub mod doctor;
 pub mod google;
 pub mod key;
+#[cfg(feature = "cli")]
+pub mod operator;
+pub mod retry;
 pub mod rotation;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 
-/// A std mutex's guard even if a thread panicked while holding it: every value kept behind one
-/// here stays consistent between statements, so a panic elsewhere must not stop the broker.
+// Poison-tolerant guards: every value kept behind a lock here stays consistent between
+// statements, so a thread that panicked while holding one must not stop the others.
+
+/// A std mutex's guard, even if a thread panicked while holding it.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A std read-write lock's read guard, even if a writer panicked.
+#[cfg_attr(not(feature = "broker"), allow(dead_code))]
+pub(crate) fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A std read-write lock's write guard, even if a writer panicked.
+#[cfg_attr(not(feature = "broker"), allow(dead_code))]
+pub(crate) fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

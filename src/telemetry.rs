@@ -32,8 +32,7 @@ pub fn filter(user: &str) -> String {
         let target = directive.split('=').next().unwrap_or("").trim();
         QUIET_DEPENDENCIES.iter().any(|(dep, _)| target == *dep || target.starts_with(&format!("{dep}::")))
     };
-    let mut parts: Vec<String> =
-        user.split(',').map(str::trim).filter(|d| !d.is_empty() && !capped(d)).map(str::to_string).collect();
+    let mut parts: Vec<String> = crate::text::split_list(user).into_iter().filter(|d| !capped(d)).collect();
     parts.extend(QUIET_DEPENDENCIES.iter().map(|(dep, level)| format!("{dep}={level}")));
     parts.join(",")
 }

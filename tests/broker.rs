@@ -1,7 +1,7 @@
 //! The broker through its HTTP interface: the metadata protocol, its guards, the cache rules,
 //! rotation while serving, upstream outages, and Google's own Python, Node and Go clients.
 
-mod support;
+use test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;

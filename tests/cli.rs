@@ -1,7 +1,7 @@
 //! The `vertex-broker` CLI end to end against moto_server and the Google emulator: each
 //! command in text and JSON, its error paths and exit codes, status warnings, and `dev`.
 
-mod support;
+use test_support as support;
 
 use std::process::{Output, Stdio};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! INVOKE, SHUTDOWN within its deadline; configuration errors reach /init/error. The test command
 //! runs them twice: on the binary cargo built, and on the packaged arm64 one under qemu-user.
 
-mod support;
+use test_support as support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

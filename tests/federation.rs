@@ -2,7 +2,7 @@
 //! proven with Google's own Python client (`external_account` AWS credentials, unmodified) and
 //! moto-issued AWS credentials.
 
-mod support;
+use test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;

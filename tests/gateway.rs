@@ -3,7 +3,7 @@
 //! and passed on near it, its guards, token-free mode, and, with `serve` as a process, the audit
 //! lines and EMF metrics it writes (and that a prompt never reaches any log line).
 
-mod support;
+use test_support as support;
 
 use std::time::{Duration, Instant};
 

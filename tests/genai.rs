@@ -2,7 +2,7 @@
 //! `streamGenerateContent` with server-sent events arriving one at a time, `usageMetadata`, and
 //! Vertex's 429 body, with the SDK's credentials served by the broker.
 
-mod support;
+use test_support as support;
 
 use std::time::{Duration, Instant};
 

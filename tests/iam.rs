@@ -1,7 +1,7 @@
 //! The IAM client against the emulator: every call, and Google's answers for the cases the
 //! rotation engine depends on.
 
-mod support;
+use test_support as support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! thousands of idle connections; slowloris heads; exhausted file descriptors; a flood of invented
 //! scope sets; malformed scopes and audiences; SIGHUP; SIGTERM with a request in flight.
 
-mod support;
+use test_support as support;
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

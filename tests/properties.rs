@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use vertex_broker::broker::guard::{self, ALLOWED_HOSTS};
 use vertex_broker::broker::metadata::{Leaf, Route};
-use vertex_broker::broker::scopes::{check_audience, scope_key, valid_scope};
+use vertex_broker::google::scopes::{check_audience, scope_key, valid_scope};
 use vertex_broker::key::ServiceAccountKey;
 
 const T: &str = "/computeMetadata/v1/instance/service-accounts/default";

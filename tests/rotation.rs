@@ -1,7 +1,7 @@
 //! The rotation engine end to end: real moto_server for Secrets Manager, the Google emulator
 //! over HTTP, steps invoked as Secrets Manager invokes them.
 
-mod support;
+use test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `vertex-broker serve` as a process: serves, logs nothing secret even at trace level, picks
 //! up a key rotated away underneath it (invalid_grant), and stops cleanly on SIGTERM and SIGINT.
 
-mod support;
+use test_support as support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! client request must get a token the emulator's Vertex accepts, and the broker's memory must
 //! stay flat.
 
-mod support;
+use test_support as support;
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use vertex_broker::broker::guard;
 use vertex_broker::broker::metadata::{Leaf, Route};
-use vertex_broker::broker::scopes::{check_audience, valid_scope};
+use vertex_broker::google::scopes::{check_audience, valid_scope};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -3,8 +3,7 @@
 //! from exec to waiting for its first event, next to spawning `true`. Prints ratios; asserts
 //! nothing.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use vertex_broker::config::Config;
-use vertex_broker::rotation::{Rotation, RotationEvent, RotationSettings};
+use vertex_broker::rotation::{Rotation, RotationError, RotationEvent, RotationSettings};
 use vertex_broker::store::SecretsManagerStore;
 use vertex_broker::telemetry;
 
@@ -34,8 +34,17 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-/// Runs one step. A failure reaches Lambda with its class as the errorType (`KeyLimitReached`,
+/// A failed step as Lambda reports it: its class is the errorType (`KeyLimitReached`,
 /// `PropagationTimeout`, ...), which Secrets Manager and CloudWatch show the operator.
+struct StepFailure(RotationError);
+
+impl From<StepFailure> for Diagnostic {
+    fn from(StepFailure(e): StepFailure) -> Self {
+        Diagnostic { error_type: e.class().as_str().to_string(), error_message: e.to_string() }
+    }
+}
+
+/// Runs one step and emits its metric line.
 async fn handle(rotation: &Rotation, event: LambdaEvent<RotationEvent>) -> Result<(), Diagnostic> {
     let (event, context) = event.into_parts();
     let started = Instant::now();
@@ -60,7 +69,7 @@ async fn handle(rotation: &Rotation, event: LambdaEvent<RotationEvent>) -> Resul
         Err(e) => {
             let class = e.class();
             tracing::error!(secret = %event.secret_id, step = %event.step, error_type = %class, error = %e, "rotation step failed");
-            Err(Diagnostic { error_type: class.as_str().to_string(), error_message: e.to_string() })
+            Err(StepFailure(e).into())
         }
     }
 }

@@ -2,8 +2,7 @@
 //! against the emulator; its logs carry no key material or token. The test command runs these
 //! again on the packaged arm64 bootstrap under qemu-user.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

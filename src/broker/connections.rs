@@ -76,7 +76,7 @@ impl Connections {
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.table)
     }
 
     /// Admits a new connection, closing the least recently active idle one when at the cap.

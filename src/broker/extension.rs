@@ -9,11 +9,48 @@ use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
 use tokio::sync::watch;
 
 use super::signals::{Signal, Signals};
-use super::{server, Broker, BrokerSettings, InvokeWork};
-use crate::config::Config;
+use super::{server, Broker, BrokerError, BrokerSettings, InvokeWork};
+use crate::config::{Config, ConfigError, NotInLambda};
 use crate::store::SecretsManagerStore;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the extension stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtensionError {
+    #[error(transparent)]
+    NotInLambda(#[from] NotInLambda),
+    /// Reported to `/extension/init/error` as well, so the function's INIT fails saying why.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("the Lambda Extensions API failed: {0}")]
+    Api(BoxError),
+}
+
+/// Why the broker could not start inside Lambda; [`StartError::error_type`] is what Lambda shows.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("cannot listen on 127.0.0.1:{port}: {source}; set VERTEX_BROKER_PORT to a free port")]
+    Listen { port: u16, source: std::io::Error },
+    #[error(
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION must be set (Lambda sets them for the function's role)"
+    )]
+    NoAwsEnvironment,
+}
+
+impl StartError {
+    /// The error type Lambda records for the failed INIT.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            StartError::Listen { .. } => "Extension.ListenFailed",
+            StartError::Config(_) | StartError::Broker(_) | StartError::NoAwsEnvironment => "Extension.ConfigInvalid",
+        }
+    }
+}
 
 /// Kept back from the SHUTDOWN deadline to exit in.
 const EXIT_MARGIN: Duration = Duration::from_millis(300);
@@ -21,7 +58,7 @@ const EXIT_MARGIN: Duration = Duration::from_millis(300);
 const MAX_SHUTDOWN_DRAIN: Duration = Duration::from_millis(1500);
 
 /// Runs the extension until SHUTDOWN. Configuration errors go to `/extension/init/error`.
-pub async fn run() -> Result<(), BoxError> {
+pub async fn run() -> Result<(), ExtensionError> {
     crate::config::require_lambda(
         "vertex-broker-extension (started by Lambda from the layer's /opt/extensions)",
         "to run the broker anywhere else use `vertex-broker serve`",
@@ -72,36 +109,25 @@ pub async fn run() -> Result<(), BoxError> {
         .with_events(&["INVOKE", "SHUTDOWN"])
         .with_events_processor(service_fn(handler))
         .register()
-        .await?;
+        .await
+        .map_err(ExtensionError::Api)?;
 
     let started = async {
-        let config = config.map_err(|e| ("Extension.ConfigInvalid", e.to_string()))?;
-        let listener = listener.map_err(|e| {
-            (
-                "Extension.ListenFailed",
-                format!("cannot listen on 127.0.0.1:{port}: {e}; set VERTEX_BROKER_PORT to a free port"),
-            )
-        })?;
-        let store = Arc::new(
-            SecretsManagerStore::from_lambda_env().ok_or((
-                "Extension.ConfigInvalid",
-                "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION must be set (Lambda sets them for the \
-             function's role)"
-                    .to_string(),
-            ))?,
-        );
+        let config = config?;
+        let listener = listener.map_err(|source| StartError::Listen { port, source })?;
+        let store = Arc::new(SecretsManagerStore::from_lambda_env().ok_or(StartError::NoAwsEnvironment)?);
         let mut settings = BrokerSettings::from(&config);
         settings.aws = crate::google::federation::AwsIdentity::from_lambda_env();
-        let broker = Broker::new(&settings, store).map_err(|e| ("Extension.ConfigInvalid", e.to_string()))?;
-        Ok::<_, (&str, String)>((Arc::new(broker), listener))
+        let broker = Broker::new(&settings, store)?;
+        Ok::<_, StartError>((Arc::new(broker), listener))
     }
     .await;
     let (broker, listener) = match started {
         Ok(parts) => parts,
-        Err((kind, message)) => {
-            tracing::error!(error = %message, "vertex-broker cannot start");
-            report_init_error(&registered.extension_id, kind, &message).await;
-            return Err(message.into());
+        Err(e) => {
+            tracing::error!(error = %e, "vertex-broker cannot start");
+            report_init_error(&registered.extension_id, e.error_type(), &e.to_string()).await;
+            return Err(e.into());
         }
     };
     let _ = broker_cell.set(broker.clone());
@@ -132,7 +158,7 @@ pub async fn run() -> Result<(), BoxError> {
     };
     let serving = tokio::spawn(server::serve(broker.clone(), listener, until_shutdown(stopped.clone())));
     tokio::select! {
-        r = registered.run() => r?,
+        r = registered.run() => r.map_err(ExtensionError::Api)?,
         _ = until_shutdown(stopped) => {}
     }
     // The listener drains requests in flight (bounded by the SHUTDOWN deadline), then returns.

@@ -35,7 +35,7 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Refu
     if method != Method::GET {
         return Err(Refusal::new(
             405,
-            format!("vertex-broker: method {} not allowed; use GET", printable(method.as_str())),
+            format!("vertex-broker: method {} not allowed; use GET", crate::text::printable(method.as_str())),
         ));
     }
     if headers.get("metadata-flavor").map(|v| v.as_bytes()) != Some(b"Google") {
@@ -101,7 +101,7 @@ fn check_host(headers: &HeaderMap) -> Result<(), Refusal> {
         format!(
             "vertex-broker: Host {} is not a loopback or metadata name (DNS rebinding?); call 127.0.0.1, localhost, \
              [::1], metadata.google.internal or 169.254.169.254",
-            printable(host.to_str().unwrap_or("(not text)"))
+            crate::text::printable(host.to_str().unwrap_or("(not text)"))
         ),
     ))
 }
@@ -120,16 +120,6 @@ pub fn allowed_host(value: &str) -> bool {
             .strip_prefix(':')
             .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     port_ok && ALLOWED_HOSTS.iter().any(|allowed| name.eq_ignore_ascii_case(allowed))
-}
-
-/// An untrusted value for a one-line message: quoted, escaped, at most 100 characters.
-pub fn printable(value: &str) -> String {
-    let short: String = value.chars().take(100).collect();
-    let mut out = format!("{short:?}");
-    if short.len() < value.len() {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ impl MintLimiter {
 
     /// Takes one token from the bucket, or says how long until one is there.
     fn take_rate_token(&self) -> Result<(), Duration> {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bucket = crate::lock(&self.bucket);
         let now = Instant::now();
         let rate = self.rate as f64;
         bucket.tokens = (bucket.tokens + now.saturating_duration_since(bucket.at).as_secs_f64() * rate).min(rate);

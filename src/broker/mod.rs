@@ -7,7 +7,6 @@
 //! | [`mint_limit`] | Google quota a neighbour can spend: mints in flight, first mints per second |
 //! | [`account`] | one served account: its token source (rotated key or federation), impersonation, caches; INVOKE work |
 //! | [`guard`] | who may ask: loopback `Host` only, no browser or proxy headers, GET with `Metadata-Flavor` |
-//! | [`scopes`] | what a request may name: scope sets and audiences validated and normalized |
 //! | [`metadata`] | the metadata protocol: routes, exact content types, 429 and 503 answers |
 //! | [`gateway`] | `/vertex/...`: Vertex calls with the account's token, streamed, retried within the deadline, audited |
 //! | [`metrics`] | CloudWatch EMF: counts and latencies aggregated between flushes |
@@ -27,7 +26,6 @@ pub mod invocation;
 pub mod metadata;
 pub mod metrics;
 pub mod mint_limit;
-pub mod scopes;
 pub mod server;
 pub mod signals;
 pub mod status;
@@ -167,7 +165,7 @@ impl Broker {
         // Config validated the scopes; normalized here so the default set shares its slot with
         // clients that name the same scopes.
         let default_scope_key =
-            scopes::scope_key(&settings.scopes.join(",")).unwrap_or_else(|_| settings.scopes.join(" "));
+            crate::google::scopes::scope_key(&settings.scopes.join(",")).unwrap_or_else(|_| settings.scopes.join(" "));
         let scopes = default_scope_key.split(' ').map(str::to_string).collect();
         // One token client and one mint limiter for every account: TLS roots load once,
         // connections are shared, and Google quota is bounded for the broker as a whole.
@@ -251,7 +249,7 @@ impl Broker {
         &self.scopes
     }
 
-    /// Cache key of the default scopes (see [`scopes::scope_key`]).
+    /// Cache key of the default scopes (see [`crate::google::scopes::scope_key`]).
     pub fn default_scope_key(&self) -> &str {
         &self.default_scope_key
     }

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
+
+pub use crate::retry::RetryPolicy;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -112,20 +114,6 @@ impl KeyJson {
     }
 }
 
-/// Retry schedule for retryable answers.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-    pub max_retries: usize,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self { first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(4), max_retries: 4 }
-    }
-}
-
 /// A client for one caller identity (the bearer token's account).
 pub struct IamClient {
     http: reqwest::Client,
@@ -219,12 +207,7 @@ impl IamClient {
             let n = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             self.once(method.clone(), &url, account, body.as_ref(), is_create, n).await
         };
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.first_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_jitter();
-        once.retry(backoff)
+        once.retry(self.retry.backoff())
             .when(|e: &IamError| e.is_retryable() && !(is_create && matches!(e, IamError::Timeout { .. })))
             .notify(|e, wait| tracing::warn!(error = %e, retry_in = ?wait, "retrying Google IAM call"))
             .await

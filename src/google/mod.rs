@@ -4,6 +4,7 @@
 pub mod federation;
 pub mod iam;
 pub mod iam_credentials;
+pub mod scopes;
 pub mod token;
 
 use std::fmt;

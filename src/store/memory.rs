@@ -49,8 +49,15 @@ impl MemoryStore {
         arn
     }
 
+    /// Turns rotation on or off, as configuring (or removing) a rotation function does.
+    pub fn set_rotation_enabled(&self, name: &str, enabled: bool) {
+        if let Some(s) = self.lock().get_mut(name) {
+            s.rotation_enabled = enabled;
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Secret>> {
-        self.secrets.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.secrets)
     }
 }
 
@@ -214,6 +221,27 @@ impl SecretStore for MemoryStore {
             });
         }
         Ok(MemoryStore::create(self, name, value))
+    }
+
+    /// Secrets Manager's part of RotateSecret: a new version holding AWSPENDING and no value. No
+    /// rotation function is invoked here; whoever holds the store runs the steps with its id.
+    async fn start_rotation(&self, secret_id: &str) -> Result<String, StoreError> {
+        let mut secrets = self.lock();
+        let s = find(&mut secrets, secret_id, "RotateSecret")?;
+        let pending = s
+            .versions
+            .iter()
+            .any(|v| v.stages.iter().any(|x| x == AWSPENDING) && !v.stages.iter().any(|x| x == AWSCURRENT));
+        if pending {
+            return Err(StoreError::Refused {
+                operation: "RotateSecret",
+                code: "InvalidRequestException".into(),
+                message: "A previous rotation isn't complete. That rotation will be reattempted.".into(),
+            });
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        s.versions.push(Version { id: id.clone(), value: None, stages: vec![AWSPENDING.into()], created: Utc::now() });
+        Ok(id)
     }
 
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {

@@ -1,5 +1,6 @@
 //! `SecretStore`: the one seam for storage. Secrets Manager in production, memory for `dev`
-//! and unit tests. Every read names a stage or a version (see the moto notes in DESIGN).
+//! and unit tests. Every read names a stage or a version: moto may answer a read that names
+//! neither with a stale version.
 
 pub mod memory;
 pub mod secrets_manager;
@@ -127,4 +128,8 @@ pub trait SecretStore: Send + Sync {
 
     /// CreateSecret with `value` as its first (AWSCURRENT) version; returns the ARN.
     async fn create(&self, name: &str, value: &str, description: &str) -> Result<String, StoreError>;
+
+    /// RotateSecret: start a rotation now. Returns the new version's id, which holds AWSPENDING
+    /// (and no value) until the rotation function's steps fill and promote it.
+    async fn start_rotation(&self, secret_id: &str) -> Result<String, StoreError>;
 }

@@ -65,12 +65,20 @@ fn to_chrono(t: Option<&aws_sdk_secretsmanager::primitives::DateTime>) -> Option
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
+const NO_REGION: &str = "no AWS region is configured: set AWS_REGION (for example AWS_REGION=us-east-1), \
+    or a region in your AWS profile";
+
 /// Maps an SDK error to a `StoreError` by its AWS error code; never includes request bodies.
 fn map<E, R>(operation: &'static str, what: String, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    if matches!(err, SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_))
+        && DisplayErrorContext(&err).to_string().contains("Missing Region")
+    {
+        return StoreError::Unavailable { operation, message: NO_REGION.into() };
+    }
     if let SdkError::DispatchFailure(d) = &err {
         let detail = DisplayErrorContext(&err).to_string();
         let message = if detail.contains("credentials") {
@@ -199,6 +207,17 @@ impl SecretStore for SecretsManagerStore {
             .await
             .map_err(|e| map("CreateSecret", format!("secret {name}"), e))?;
         Ok(out.arn().unwrap_or(name).to_string())
+    }
+
+    async fn start_rotation(&self, secret_id: &str) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .rotate_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| map("RotateSecret", format!("secret {secret_id}"), e))?;
+        Ok(out.version_id().unwrap_or_default().to_string())
     }
 
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {

@@ -67,6 +67,9 @@ pub struct Proxy {
     gateway_url: String,
 }
 
+/// The broker's default port on 127.0.0.1.
+pub const BROKER_PORT: u16 = 2775;
+
 impl Proxy {
     /// `broker` is `127.0.0.1:PORT`; `vertex_url` the full `:predict` or `:generateContent` URL,
     /// whose path the gateway forwards to the same Vertex endpoint.
@@ -81,10 +84,7 @@ impl Proxy {
             .ok()
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
             .ok_or("VERTEX_ENDPOINT_URL must be the full Vertex AI URL (…:predict or …:generateContent)")?;
-        let port = std::env::var("VERTEX_BROKER_PORT")
-            .ok()
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or(vertex_broker::config::DEFAULT_PORT);
+        let port = std::env::var("VERTEX_BROKER_PORT").ok().and_then(|p| p.parse::<u16>().ok()).unwrap_or(BROKER_PORT);
         Ok(Self::new(&format!("127.0.0.1:{port}"), &url))
     }
 

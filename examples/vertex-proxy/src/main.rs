@@ -5,14 +5,20 @@ use vertex_proxy::{HttpApiRequest, HttpApiResponse, Proxy};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    if let Err(e) = vertex_broker::config::require_lambda(
-        "vertex-proxy (the example function)",
-        "its handler is tested through `cargo test -p vertex-proxy`",
-    ) {
-        eprintln!("{e}");
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none_or(|v| v.is_empty()) {
+        eprintln!(
+            "vertex-proxy (the example function) runs inside AWS Lambda only (AWS_LAMBDA_RUNTIME_API is not set); \
+             its handler is tested through `cargo test -p vertex-proxy`"
+        );
         std::process::exit(1);
     }
-    vertex_broker::telemetry::init(&std::env::var("VERTEX_BROKER_LOG").unwrap_or_else(|_| "info".into()), true);
+    // JSON lines on stderr, which Lambda sends to CloudWatch Logs.
+    tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
     let proxy = Proxy::from_env()?;
     let proxy = &proxy;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<HttpApiRequest>| async move {

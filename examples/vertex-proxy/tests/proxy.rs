@@ -1,8 +1,7 @@
 //! The proxy handler through the broker's gateway (moto + emulator) to the emulator's Vertex
 //! endpoints, including each class of Vertex error; 429s and 503s are retried by the gateway.
 
-#[path = "../../../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::time::Duration;
 

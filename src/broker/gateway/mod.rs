@@ -143,7 +143,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         return GatewayError::not_found(format!(
             "no service account {}; this broker serves `default` and the emails it lists under \
              /computeMetadata/v1/instance/service-accounts/",
-            guard::printable(&name)
+            crate::text::printable(&name)
         ))
         .response();
     };

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 use tokio::time::Instant;
+
+use crate::retry::RetryPolicy;
 
 /// First backoff; each retry doubles it, plus up to as much again of jitter.
 const MIN_DELAY: Duration = Duration::from_millis(100);
@@ -29,12 +31,8 @@ pub enum Decision {
 impl Retries {
     /// `retries` tries after the first, all within `deadline`.
     pub fn new(retries: u32, deadline: Instant) -> Self {
-        let delays = ExponentialBuilder::default()
-            .with_min_delay(MIN_DELAY)
-            .with_max_delay(MAX_DELAY)
-            .with_jitter()
-            .with_max_times(retries as usize)
-            .build();
+        let policy = RetryPolicy { first_delay: MIN_DELAY, max_delay: MAX_DELAY, max_retries: retries as usize };
+        let delays = policy.backoff().build();
         Self { delays, deadline }
     }
 

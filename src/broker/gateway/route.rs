@@ -80,14 +80,14 @@ impl VertexCall {
         if let Some(bad) = segments.iter().find(|s| !valid_segment(s)) {
             return Err(GatewayError::invalid(format!(
                 "path segment {} is not a Vertex resource name (letters, digits, - _ . @ and one :verb)",
-                crate::broker::guard::printable(bad)
+                crate::text::printable(bad)
             )));
         }
         let location = segments[3];
         if location.len() > 63 || !location.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err(GatewayError::invalid(format!(
                 "location {} is not a Vertex location such as us-central1 or global",
-                crate::broker::guard::printable(location)
+                crate::text::printable(location)
             )));
         }
         let last = segments[segments.len() - 1];
@@ -107,7 +107,7 @@ impl VertexCall {
             _ => {
                 return Err(GatewayError::method(format!(
                     "method {} is not forwarded; Vertex calls are POST (or GET to read a model)",
-                    crate::broker::guard::printable(method.as_str())
+                    crate::text::printable(method.as_str())
                 )))
             }
         };

@@ -1,5 +1,5 @@
-//! What operators do with the same engine the Lambda runs: rotate now in this process (the
-//! break-glass path), inspect a secret against its Google keys, revoke keys, mint a first key.
+//! `status`: the secret's versions joined to the account's Google keys, with warnings about
+//! what is about to go wrong.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -7,28 +7,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::*;
+use super::Operator;
 use crate::google::iam::GoogleKey;
-
-/// Which keys `revoke` acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevokeTarget {
-    /// One key by id (even one this secret did not mint: the operator asked for it).
-    KeyId(String),
-    /// The AWSPREVIOUS key.
-    Previous,
-    /// Keys this secret minted that are neither AWSCURRENT nor AWSPREVIOUS.
-    Orphans,
-}
-
-/// What a revoke would do, for the operator to confirm.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RevokePlan {
-    pub secret: String,
-    pub account: String,
-    pub key_ids: Vec<String>,
-    pub action: &'static str,
-}
+use crate::rotation::{RotationError, MAX_KEYS};
+use crate::store::{AWSCURRENT, AWSPENDING};
 
 /// One Google key of the account, joined to the secret's versions.
 #[derive(Debug, Clone, Serialize)]
@@ -107,41 +89,15 @@ pub struct SecretStatus {
     pub warnings: Vec<Warning>,
 }
 
-impl Rotation {
-    /// Runs the four steps here, now, with the caller's credentials. Resumes a rotation left
-    /// half-done (a version holding AWSPENDING) with its token; otherwise starts a new one.
-    pub async fn rotate_locally(
-        &self,
-        secret_id: &str,
-        mut on_step: impl FnMut(Step, &Outcome),
-    ) -> Result<String, RotationError> {
-        let desc = self.store.describe(secret_id).await?;
-        let current = desc.version_with(AWSCURRENT);
-        let token = match desc.version_with(AWSPENDING) {
-            Some(pending) if Some(pending) != current => pending.to_string(),
-            _ => uuid::Uuid::new_v4().to_string(),
-        };
-        for step in Step::ALL {
-            let event = RotationEvent {
-                step: step.as_str().into(),
-                secret_id: desc.arn.clone(),
-                client_request_token: token.clone(),
-                rotation_token: None,
-            };
-            let outcome = self.run_as(&event, None, Invoker::Operator).await?;
-            on_step(step, &outcome);
-        }
-        Ok(token)
-    }
-
+impl Operator {
     /// The secret's versions joined to the account's Google keys, with warnings.
     pub async fn status(&self, secret_id: &str) -> Result<SecretStatus, RotationError> {
-        let desc = self.store.describe(secret_id).await?;
-        let current = self.key_at(&desc, None, AWSCURRENT).await?;
+        let desc = self.engine.store().describe(secret_id).await?;
+        let current = self.engine.key_at(&desc, None, AWSCURRENT).await?;
         let account = current.client_email().to_string();
-        let iam = self.iam_client(&current).await?;
+        let iam = self.engine.iam_client(&current).await?;
         let google_keys = iam.list_keys(&account).await?;
-        let versions = self.version_keys(&desc.arn).await?;
+        let versions = self.engine.version_keys(&desc.arn).await?;
 
         let version_rows: Vec<VersionStatus> = versions
             .iter()
@@ -210,77 +166,5 @@ impl Rotation {
             keys: key_rows,
             warnings,
         })
-    }
-
-    /// Which keys a revoke would touch. Never the AWSCURRENT key.
-    pub async fn revoke_plan(&self, secret_id: &str, target: &RevokeTarget) -> Result<RevokePlan, RotationError> {
-        let desc = self.store.describe(secret_id).await?;
-        let current = self.key_at(&desc, None, AWSCURRENT).await?;
-        let account = current.client_email().to_string();
-        let key_ids = match target {
-            RevokeTarget::KeyId(id) if id == current.private_key_id() => {
-                return Err(RotationError::RefuseCurrent { key_id: id.clone(), arn: desc.arn });
-            }
-            RevokeTarget::KeyId(id) => vec![id.clone()],
-            RevokeTarget::Previous => {
-                if desc.version_with(AWSPREVIOUS).is_none() {
-                    return Err(RotationError::NothingToRevoke(format!(
-                        "secret {} has no AWSPREVIOUS version",
-                        desc.arn
-                    )));
-                }
-                let previous = self.key_at(&desc, None, AWSPREVIOUS).await?;
-                if previous.private_key_id() == current.private_key_id() {
-                    return Err(RotationError::RefuseCurrent {
-                        key_id: previous.private_key_id().into(),
-                        arn: desc.arn,
-                    });
-                }
-                vec![previous.private_key_id().to_string()]
-            }
-            RevokeTarget::Orphans => {
-                let protected = self.protected_keys(&desc, &current).await;
-                let history = self.history(&desc.arn, &account).await?;
-                let iam = self.iam_client(&current).await?;
-                let held = iam.list_keys(&account).await?;
-                held.into_iter()
-                    .map(|k| k.id)
-                    .filter(|id| history.contains_key(id) && !protected.contains(id))
-                    .collect()
-            }
-        };
-        let action = if self.settings.revoke == RevokeMode::Delete { "delete" } else { "disable" };
-        Ok(RevokePlan { secret: desc.arn, account, key_ids, action })
-    }
-
-    /// Carries out a plan from [`Rotation::revoke_plan`]; returns the keys revoked.
-    pub async fn revoke(&self, plan: &RevokePlan) -> Result<Vec<String>, RotationError> {
-        let desc = self.store.describe(&plan.secret).await?;
-        let current = self.key_at(&desc, None, AWSCURRENT).await?;
-        let iam = self.iam_client(&current).await?;
-        let mut done = Vec::new();
-        for id in &plan.key_ids {
-            if id == current.private_key_id() {
-                return Err(RotationError::RefuseCurrent { key_id: id.clone(), arn: desc.arn });
-            }
-            match self.settings.revoke {
-                RevokeMode::Delete => iam.delete_key(&plan.account, id).await?,
-                RevokeMode::Disable => iam.disable_key(&plan.account, id).await?,
-            }
-            tracing::info!(key_id = %id, action = plan.action, "revoked a key");
-            done.push(id.clone());
-        }
-        Ok(done)
-    }
-
-    /// Mints the first key of `account` with `admin`'s rights (for `init --service-account`).
-    pub async fn mint_first_key(
-        &self,
-        admin: &ServiceAccountKey,
-        account: &str,
-    ) -> Result<ServiceAccountKey, RotationError> {
-        let iam = self.iam_client_as(admin).await?;
-        let (key, _) = iam.create_key(account).await?;
-        Ok(key)
     }
 }

@@ -1,6 +1,6 @@
-//! Shared test harness: one real `moto_server` per test binary, an SDK client for it, and a
-//! `Fixture` that wires a fresh secret to a fresh Google emulator.
-#![allow(dead_code)]
+//! The test harness every crate's tests and benches share: one real `moto_server` per test
+//! binary, an SDK client for it, a `Fixture` that wires a fresh secret to a fresh Google
+//! emulator, brokers, Lambda APIs and Google's client libraries.
 
 pub mod broker;
 pub mod extensions_api;
@@ -23,6 +23,9 @@ use vertex_broker::key::ServiceAccountKey;
 use vertex_broker::rotation::{Outcome, Rotation, RotationError, RotationEvent, RotationSettings, Step};
 use vertex_broker::store::{SecretStore, SecretsManagerStore};
 
+/// The repository's root folder.
+pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
 /// The endpoint of this test binary's moto_server. The test command starts one and exports
 /// AWS_ENDPOINT_URL; a bare `cargo test` starts its own from the repo's venv (or PATH).
 pub fn moto_endpoint() -> String {
@@ -36,9 +39,8 @@ pub fn moto_endpoint() -> String {
 }
 
 fn start_moto() -> String {
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/moto_server");
-    let venv_root = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/moto_server");
-    let bin = [venv, venv_root].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("moto_server");
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/moto_server");
+    let bin = if std::path::Path::new(venv).exists() { venv } else { "moto_server" };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // The shell ends moto when this process ends (its stdin, our pipe, closes).
     let mut child = Command::new("sh")
@@ -65,7 +67,6 @@ fn start_moto() -> String {
 /// The Lambda binary under test: the one cargo built (`built`), or the command line in the
 /// environment variable `override_var`. The test command runs the binary tests again that way on
 /// the packaged binaries of the other architecture, under qemu-user.
-#[allow(dead_code)] // each test binary compiles this module; not all of them start a Lambda binary
 pub fn lambda_binary(override_var: &str, built: &str) -> tokio::process::Command {
     match std::env::var(override_var) {
         Ok(line) if !line.trim().is_empty() => {

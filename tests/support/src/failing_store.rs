@@ -87,4 +87,7 @@ impl SecretStore for FailingStore {
     async fn create(&self, name: &str, value: &str, description: &str) -> Result<String, StoreError> {
         self.inner.create(name, value, description).await
     }
+    async fn start_rotation(&self, secret_id: &str) -> Result<String, StoreError> {
+        self.inner.start_rotation(secret_id).await
+    }
 }

@@ -2,7 +2,7 @@
 //! mint at Google, so only well-formed values get that far: scopes are `https://` URLs or Google's
 //! short names, audiences are text without control characters, and both are bounded in length.
 
-use super::guard::printable;
+use crate::text::printable;
 
 /// Google's short scope names (everything else is an `https://` URL).
 pub const SHORT_SCOPES: [&str; 3] = ["openid", "email", "profile"];

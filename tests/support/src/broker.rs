@@ -90,7 +90,7 @@ pub fn google_client_at(program: &str, addr: &str) -> tokio::process::Command {
 /// pointed at `addr` and asking for an ID token for `audience`. Each prints one JSON object
 /// (email, project, token, id_token).
 pub fn google_clients(addr: &str, audience: &str) -> Vec<(&'static str, tokio::process::Command)> {
-    let dir = env!("CARGO_MANIFEST_DIR");
+    let dir = super::REPO;
     let mut python = google_client_at(&format!("{dir}/.venv/bin/python"), addr);
     python.arg(format!("{dir}/tests/python/google_auth_client.py")).arg(audience);
     let mut node = google_client_at("node", addr);
@@ -129,7 +129,7 @@ pub fn java_client(addr: &str, audience: &str) -> tokio::process::Command {
     let mut java = google_client_at("java", addr);
     java.arg("-cp")
         .arg(classpath.join(":"))
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/BrokerToken.java"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../java/BrokerToken.java"))
         .arg(audience);
     java
 }
@@ -146,7 +146,7 @@ pub fn go_client() -> std::path::PathBuf {
             let build = std::process::Command::new("go")
                 .args(["build", "-o"])
                 .arg(&binary)
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/go/metadata_client.go"))
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../go/metadata_client.go"))
                 .env("GO111MODULE", "off")
                 .env("GOPATH", "/usr/share/gocode")
                 .env("GOCACHE", work.join("cache"))

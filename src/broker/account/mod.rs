@@ -3,6 +3,12 @@
 //! impersonation on top, and its access-token and ID-token caches. Every source shares the
 //! caches' rules: refresh ahead, single-flight, backoff and outage handling.
 
+mod mint;
+mod refusal;
+
+pub use mint::MintError;
+pub use refusal::{explain_step, Refusal, Step};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -15,7 +21,7 @@ use super::mint_limit::MintLimiter;
 use super::token_cache::{epoch, Admission, CachePolicy, Lookup, NoToken, Slot, TokenCache, Unavailable};
 use crate::google::federation::Federation;
 use crate::google::iam_credentials::{IamCredentials, Impersonation};
-use crate::google::token::{Token, TokenClient, TokenError};
+use crate::google::token::{Token, TokenClient};
 use crate::key::ServiceAccountKey;
 use crate::store::{SecretStore, AWSCURRENT};
 
@@ -186,7 +192,7 @@ impl Account {
 
     /// The key in use, if one has been loaded.
     pub fn current(&self) -> Option<Arc<CurrentKey>> {
-        self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::read(&self.key).clone()
     }
 
     /// The served account's email when known without I/O (see [`Self::served_email`]).
@@ -201,7 +207,7 @@ impl Account {
     }
 
     pub fn key_error(&self) -> Option<String> {
-        self.key_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::lock(&self.key_error).clone()
     }
 
     fn last_check(&self) -> Option<Instant> {
@@ -263,8 +269,8 @@ impl Account {
                 self.metrics.key_reload();
                 tracing::info!(secret = %self.secret_id, version = %new.version_id, key_id = %new.key.private_key_id(), "loaded the AWSCURRENT key");
                 let new = Arc::new(new);
-                *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
-                *self.key_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *crate::write(&self.key) = Some(new.clone());
+                *crate::lock(&self.key_error) = None;
                 // Tokens of the old key stay servable; new mints use the new key.
                 self.access.mark_stale();
                 self.id.mark_stale();
@@ -274,7 +280,7 @@ impl Account {
             Err(message) => {
                 self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(secret = %self.secret_id, error = %message, "could not read the secret");
-                *self.key_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+                *crate::lock(&self.key_error) = Some(message.clone());
                 match self.current() {
                     Some(current) => Ok(current),
                     None => Err(Unavailable { message, retry_after: 1 }),
@@ -300,7 +306,7 @@ impl Account {
     }
 
     /// An access token for a scope set given as its cache key: the normalized scopes (sorted,
-    /// deduplicated) joined by single spaces, as [`super::scopes::scope_key`] builds it.
+    /// deduplicated) joined by single spaces, as [`crate::google::scopes::scope_key`] builds it.
     pub async fn access_token(self: &Arc<Self>, scope_key: &str) -> Result<Token, NoToken> {
         self.cached(Kind::Access, scope_key).await
     }
@@ -350,140 +356,6 @@ impl Account {
         let _ = self.cache(kind).fill(slot, true, admission, &self.limiter, || self.mint_kind(kind, key)).await;
     }
 
-    async fn mint_kind(self: &Arc<Self>, kind: Kind, key: &str) -> Result<Token, String> {
-        let started = Instant::now();
-        let minted = match kind {
-            Kind::Access => self.mint_access(key).await,
-            Kind::Id => self.mint_id(key).await,
-        };
-        self.metrics.mint(started.elapsed(), minted.is_ok());
-        minted
-    }
-
-    async fn mint_access(self: &Arc<Self>, scope_key: &str) -> Result<Token, String> {
-        let scopes: Vec<String> = scope_key.split(' ').map(str::to_string).collect();
-        match &self.impersonation {
-            Some(to) => {
-                let caller = self.caller_token().await?;
-                self.counted(self.iam_credentials.access_token(&caller.secret, to, &scopes).await, Step::Impersonate)
-            }
-            None => self.source_access(&scopes).await,
-        }
-    }
-
-    async fn mint_id(self: &Arc<Self>, audience: &str) -> Result<Token, String> {
-        if let Some(to) = &self.impersonation {
-            let caller = self.caller_token().await?;
-            return self.counted(self.iam_credentials.id_token(&caller.secret, to, audience).await, Step::Impersonate);
-        }
-        match &self.source {
-            Source::Key => self.mint(|key| async move { self.tokens.id_token(&key, audience).await }).await,
-            Source::Federation { impersonation: Some(to), .. } => {
-                let federated = self.federated_token().await?;
-                self.counted(self.iam_credentials.id_token(&federated.secret, to, audience).await, Step::Impersonate)
-            }
-            Source::Federation { impersonation: None, .. } => {
-                Err("ID tokens need a service account, and federation without impersonation has none: set \
-                 VERTEX_BROKER_IMPERSONATE to an account the federated principal may impersonate \
-                 (roles/iam.workloadIdentityUser), or create the credential configuration with \
-                 --service-account"
-                    .into())
-            }
-        }
-    }
-
-    /// A token of the source's own identity for `scopes`: the key's account, or the federated
-    /// principal (impersonating the configuration's account when it names one).
-    async fn source_access(self: &Arc<Self>, scopes: &[String]) -> Result<Token, String> {
-        match &self.source {
-            Source::Key => self.mint(|key| async move { self.tokens.access_token(&key, scopes).await }).await,
-            Source::Federation { impersonation: Some(to), .. } => {
-                let federated = self.federated_token().await?;
-                self.counted(self.iam_credentials.access_token(&federated.secret, to, scopes).await, Step::Impersonate)
-            }
-            Source::Federation { federation, impersonation: None } => {
-                self.counted(federation.exchange(scopes).await, Step::Exchange)
-            }
-        }
-    }
-
-    /// The source's cloud-platform token that `VERTEX_BROKER_IMPERSONATE` is called with,
-    /// reused while it has [`CALLER_MIN_LIFE`] left (one mint per hour, not one per token).
-    async fn caller_token(self: &Arc<Self>) -> Result<Token, String> {
-        reuse_while_fresh(&self.caller, self.source_access(&[CLOUD_PLATFORM.to_string()])).await
-    }
-
-    /// The federated token the configuration's own impersonation is called with, reused while
-    /// fresh.
-    async fn federated_token(self: &Arc<Self>) -> Result<Token, String> {
-        let Source::Federation { federation, .. } = &self.source else {
-            return Err("not a federated account".into());
-        };
-        let exchange = async { self.counted(federation.exchange(&[CLOUD_PLATFORM.to_string()]).await, Step::Exchange) };
-        reuse_while_fresh(&self.federated, exchange).await
-    }
-
-    /// The lifetime asked of IAM Credentials for served tokens, when impersonating.
-    fn asked_lifetime(&self) -> Option<Duration> {
-        match (&self.impersonation, &self.source) {
-            (Some(i), _) | (None, Source::Federation { impersonation: Some(i), .. }) => Some(i.lifetime),
-            _ => None,
-        }
-    }
-
-    /// Counts a federation or impersonation call's outcome; a failure becomes what a client may
-    /// be told.
-    fn counted(&self, result: Result<Token, TokenError>, step: Step) -> Result<Token, String> {
-        if step == Step::Exchange {
-            self.metrics.federation_exchange();
-        }
-        self.record(result, |e| explain_step(step, e, self.asked_lifetime()).to_string())
-    }
-
-    /// Counts a mint's outcome and logs a failure in full; `explain` turns it into what a client
-    /// may be told.
-    fn record(
-        &self,
-        result: Result<Token, TokenError>,
-        explain: impl FnOnce(&TokenError) -> String,
-    ) -> Result<Token, String> {
-        match result {
-            Ok(token) => {
-                self.counters.mints.fetch_add(1, Ordering::Relaxed);
-                Ok(token)
-            }
-            Err(e) => {
-                self.counters.upstream_errors.fetch_add(1, Ordering::Relaxed);
-                self.metrics.upstream_error();
-                tracing::warn!(account = %self.secret_id, error = %e, "minting a token failed");
-                Err(explain(&e))
-            }
-        }
-    }
-
-    /// Mints with the current key; after `invalid_grant` (the key was rotated away) re-reads the
-    /// secret at once and tries the new key. The error is what a client may be told: what failed
-    /// and what to do, never a key id or an endpoint (the log line has those).
-    async fn mint<F, Fut>(self: &Arc<Self>, mint: F) -> Result<Token, String>
-    where
-        F: Fn(ServiceAccountKey) -> Fut,
-        Fut: std::future::Future<Output = Result<Token, TokenError>>,
-    {
-        let current = self.key(false).await.map_err(|e| e.message)?;
-        let result = match mint(current.key.clone()).await {
-            Err(e) if e.is_invalid_grant() => {
-                let reloaded = self.key(true).await.map_err(|e| e.message)?;
-                if reloaded.version_id != current.version_id {
-                    mint(reloaded.key.clone()).await
-                } else {
-                    Err(e)
-                }
-            }
-            other => other,
-        };
-        self.record(result, explain)
-    }
-
     /// Starts this account's work for an INVOKE event (a frozen Lambda runs no timers): the
     /// secret re-check when SECRET_TTL has passed, then renewals of the tokens that are due, in
     /// parallel within the mint cap. `None` when nothing is due: the INVOKE costs nothing.
@@ -515,103 +387,5 @@ impl Account {
 
     pub fn id_cache(&self) -> &TokenCache<String> {
         &self.id
-    }
-}
-
-/// Which call of a federation or impersonation mint failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Google STS: the AWS identity for a federated token.
-    Exchange,
-    /// IAM Credentials: a service account's token for the caller's.
-    Impersonate,
-}
-
-/// The token in `cached` while it has [`CALLER_MIN_LIFE`] left, else `mint`'s (kept for next
-/// time). Callers wait on the lock: one mint at a time.
-async fn reuse_while_fresh(
-    cached: &tokio::sync::Mutex<Option<Token>>,
-    mint: impl std::future::Future<Output = Result<Token, String>>,
-) -> Result<Token, String> {
-    let mut cached = cached.lock().await;
-    let fresh = |t: &&Token| (t.expires_at - chrono::Utc::now()).to_std().is_ok_and(|left| left > CALLER_MIN_LIFE);
-    if let Some(t) = cached.as_ref().filter(fresh) {
-        return Ok(t.clone());
-    }
-    let token = mint.await?;
-    *cached = Some(token.clone());
-    Ok(token)
-}
-
-/// A federation or impersonation failure as a client or `doctor` reads it: what Google said,
-/// and what to change.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub reason: String,
-    pub fix: Option<String>,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.fix {
-            Some(fix) => write!(f, "{}; {fix}", self.reason),
-            None => f.write_str(&self.reason),
-        }
-    }
-}
-
-/// Explains a failed `step`; `lifetime` is the impersonated token lifetime asked for, if any.
-pub fn explain_step(step: Step, e: &TokenError, lifetime: Option<Duration>) -> Refusal {
-    let (what, fix) = match step {
-        Step::Exchange => (
-            "Google STS refused to exchange the AWS identity",
-            "check the pool provider named in VERTEX_BROKER_CREDENTIAL_CONFIG, its AWS account and attribute \
-             condition, and that this role's principal is allowed (`vertex-broker doctor` shows each step)",
-        ),
-        Step::Impersonate => (
-            "IAM Credentials refused to impersonate the service account",
-            "grant the caller roles/iam.serviceAccountTokenCreator (a key's account) or \
-             roles/iam.workloadIdentityUser (a federated principal) on it, and each delegate on the next",
-        ),
-    };
-    match e {
-        TokenError::Refused { error, description, .. } => {
-            let reason = format!("{what} ({error}: {description})");
-            let long = lifetime.is_some_and(|l| l > Duration::from_secs(3600));
-            let fix = if long && (error == "INVALID_ARGUMENT" || description.contains("lifetime")) {
-                "VERTEX_BROKER_TOKEN_LIFETIME above 3600s needs the account listed in the org policy \
-                 constraints/iam.allowServiceAccountCredentialLifetimeExtension, or a lifetime of at most 3600s"
-            } else {
-                fix
-            };
-            Refusal { reason, fix: Some(fix.into()) }
-        }
-        TokenError::Unreachable { message, .. } => Refusal {
-            reason: format!("{what}: the call did not complete ({message})"),
-            fix: Some("check AWS credentials and the network path to Google".into()),
-        },
-        TokenError::BadResponse { message, .. } => {
-            Refusal { reason: format!("{what}: unexpected answer ({message})"), fix: None }
-        }
-    }
-}
-
-/// A token endpoint failure as a client may read it: what failed and what to do.
-fn explain(e: &TokenError) -> String {
-    match e {
-        TokenError::Refused { error, description, .. } if e.is_invalid_grant() => format!(
-            "Google refused the service account's key ({error}: {description}); the broker re-read the secret. If \
-             this persists, the AWSCURRENT key was revoked or disabled: run `vertex-broker status SECRET`, then \
-             `vertex-broker rotate SECRET`"
-        ),
-        TokenError::Refused { error, description, .. } => {
-            format!("Google's token endpoint refused the request ({error}: {description})")
-        }
-        TokenError::Unreachable { message, .. } => format!(
-            "Google's token endpoint did not answer ({message}); check the network path to it (VPC egress, NAT)"
-        ),
-        TokenError::BadResponse { message, .. } => {
-            format!("Google's token endpoint answered unexpectedly ({message})")
-        }
     }
 }

@@ -64,7 +64,9 @@ pub struct Failure {
 
 #[derive(Default)]
 struct SlotState {
-    token: Option<Token>,
+    /// The token and when it expires on tokio's clock: the cache's one clock, so that tests
+    /// can pause time and every expiry decision follows.
+    token: Option<(Token, Instant)>,
     failure: Option<Failure>,
     /// Bumped by every successful mint, so waiters can tell a mint finished while they waited.
     /// Zero: never minted, so the next mint is a first mint.
@@ -87,7 +89,7 @@ pub struct Slot {
 
 impl Slot {
     fn state(&self) -> MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.state)
     }
 
     fn touch(&self) {
@@ -163,8 +165,14 @@ pub struct TokenCache<K> {
     evictions: AtomicU64,
 }
 
-fn life_left(token: &Token) -> Duration {
-    (token.expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+/// A freshly minted token with its expiry on tokio's clock (its `expires_at` is wall time).
+fn held(token: Token) -> (Token, Instant) {
+    let life = (token.expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    (token, Instant::now() + life)
+}
+
+fn life_left(held: &(Token, Instant)) -> Duration {
+    held.1.saturating_duration_since(Instant::now())
 }
 
 /// A fixed instant the broker measures elapsed times from (tokio's clock, so tests can pause it).
@@ -188,14 +196,14 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let slot = self.slots.read().unwrap_or_else(|p| p.into_inner()).get(key)?.clone();
+        let slot = crate::read(&self.slots).get(key)?.clone();
         slot.touch();
         let mut state = slot.state();
         let found = match &state.token {
             Some(t) if life_left(t) > self.policy.min_life => {
                 let due = life_left(t) <= self.policy.refresh_ahead || state.stale;
                 let backing_off = state.failure.as_ref().is_some_and(|f| f.retry_at > Instant::now());
-                let token = t.clone();
+                let token = t.0.clone();
                 state.hits += 1;
                 Lookup::Hit { token, refresh: due && !backing_off && !slot.is_minting() }
             }
@@ -213,7 +221,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let mut slots = crate::write(&self.slots);
         if let Some(slot) = slots.get(key) {
             slot.touch();
             return Ok((slot.clone(), Admission::Refuse));
@@ -260,7 +268,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
                 let fresh = life_left(t) > self.policy.refresh_ahead;
                 // A mint finished while we waited for the flight, or nothing asks for a new one.
                 if fresh && (state.generation != seen || !force) {
-                    return Ok(t.clone());
+                    return Ok(t.0.clone());
                 }
             }
             if let Some(f) = &state.failure {
@@ -283,7 +291,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
         let mut state = slot.state();
         match result {
             Ok(token) => {
-                state.token = Some(token.clone());
+                state.token = Some(held(token.clone()));
                 state.failure = None;
                 state.stale = false;
                 state.generation += 1;
@@ -304,7 +312,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
     /// The cached token while it is still servable, else the failure.
     fn stale_or_unavailable(&self, state: &SlotState, failure: &Failure) -> Result<Token, NoToken> {
         match &state.token {
-            Some(t) if life_left(t) > self.policy.min_life => Ok(t.clone()),
+            Some(t) if life_left(t) > self.policy.min_life => Ok(t.0.clone()),
             _ => Err(NoToken::Unavailable(Unavailable {
                 message: failure.message.clone(),
                 retry_after: failure.retry_at.saturating_duration_since(Instant::now()).as_secs().max(1),
@@ -314,7 +322,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
 
     /// Marks every token as minted by a replaced key.
     pub fn mark_stale(&self) {
-        for slot in self.slots.read().unwrap_or_else(|p| p.into_inner()).values() {
+        for slot in crate::read(&self.slots).values() {
             slot.state().stale = true;
         }
     }
@@ -325,7 +333,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
     /// minted are left to the requests that want them.
     pub fn due(&self) -> Vec<(K, Arc<Slot>)> {
         let now = Instant::now();
-        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let slots = crate::read(&self.slots);
         slots
             .iter()
             .filter(|(_, slot)| {
@@ -343,7 +351,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
 
     /// How many slots, and in what state.
     pub fn counts(&self) -> SlotCounts {
-        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let slots = crate::read(&self.slots);
         let mut counts = SlotCounts { slots: slots.len(), ..SlotCounts::default() };
         for slot in slots.values() {
             let state = slot.state();
@@ -360,7 +368,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
 
     /// The `limit` most recently used slots, newest first, for the status endpoint.
     pub fn recent(&self, limit: usize) -> Vec<SlotView<K>> {
-        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let slots = crate::read(&self.slots);
         let mut recent: Vec<(u64, &K, &Arc<Slot>)> =
             slots.iter().map(|(k, s)| (s.last_used.load(Ordering::Relaxed), k, s)).collect();
         let limit = limit.min(recent.len());
@@ -375,7 +383,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
                 let state = slot.state();
                 SlotView {
                     key: key.clone(),
-                    expires_at: state.token.as_ref().map(|t| t.expires_at),
+                    expires_at: state.token.as_ref().map(|t| t.0.expires_at),
                     last_error: state.failure.as_ref().map(|f| f.message.clone()),
                 }
             })
@@ -384,148 +392,4 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::google::Secret;
-    use std::sync::atomic::AtomicUsize;
-
-    fn token(life: Duration) -> Token {
-        Token { secret: Secret::new("t".into()), expires_at: Utc::now() + chrono::Duration::from_std(life).unwrap() }
-    }
-
-    fn cache(capacity: usize) -> TokenCache<String> {
-        TokenCache::new(CachePolicy::default(), capacity, Some("pinned".to_string()))
-    }
-
-    async fn mint(cache: &TokenCache<String>, limiter: &MintLimiter, key: &str) -> Result<Token, NoToken> {
-        let (slot, admission) = cache.insert(key, limiter)?;
-        cache
-            .fill(&slot, false, admission, limiter, || async { Ok::<_, String>(token(Duration::from_secs(3600))) })
-            .await
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn short_lifetimes_scale_refresh_ahead_and_min_life_long_ones_keep_the_defaults() {
-        let short = CachePolicy::default().for_lifetime(Duration::from_secs(600));
-        assert_eq!((short.refresh_ahead, short.min_life), (Duration::from_secs(100), Duration::from_secs(50)));
-        assert_eq!(short.backoff_max, CachePolicy::default().backoff_max, "backoff is not about lifetime");
-        for long in [3600, 43200] {
-            let p = CachePolicy::default().for_lifetime(Duration::from_secs(long));
-            assert_eq!((p.refresh_ahead, p.min_life), (Duration::from_secs(600), Duration::from_secs(300)));
-        }
-        // Under the short policy a token with 99 s left is served and due for renewal; one with
-        // 200 s left is served as is.
-        let limiter = MintLimiter::new(4, 100);
-        for (left, due) in [(99, true), (200, false)] {
-            let c = TokenCache::new(short, 4, None::<String>);
-            let (slot, admission) = c.insert("k", &limiter).unwrap();
-            c.fill(&slot, false, admission, &limiter, || async { Ok::<_, String>(token(Duration::from_secs(left))) })
-                .await
-                .unwrap();
-            match c.lookup("k") {
-                Some((_, Lookup::Hit { refresh, .. })) => assert_eq!(refresh, due, "{left} s left"),
-                _ => panic!("a token with {left} s left is servable under a 50 s minimum life"),
-            }
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_cache_holds_at_most_its_capacity_evicting_the_least_recently_used() {
-        let (c, limiter) = (cache(3), MintLimiter::new(4, 1000));
-        for key in ["pinned", "a", "b"] {
-            mint(&c, &limiter, key).await.unwrap();
-            tokio::time::advance(Duration::from_millis(10)).await;
-        }
-        c.lookup("a"); // b is now the least recently used unpinned slot
-        tokio::time::advance(Duration::from_millis(10)).await;
-        mint(&c, &limiter, "c").await.unwrap();
-        assert_eq!(c.counts().slots, 3);
-        assert!(c.lookup("b").is_none(), "b was evicted");
-        assert!(c.lookup("a").is_some() && c.lookup("pinned").is_some());
-        assert_eq!(c.evictions(), 1);
-        for i in 0..100 {
-            mint(&c, &limiter, &format!("k{i}")).await.unwrap();
-        }
-        assert_eq!(c.counts().slots, 3);
-        assert!(c.lookup("pinned").is_some(), "the pinned slot is never evicted");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_refused_first_mint_leaves_no_slot_and_no_backoff() {
-        let (c, limiter) = (cache(10), MintLimiter::new(4, 2));
-        mint(&c, &limiter, "a").await.unwrap();
-        mint(&c, &limiter, "b").await.unwrap();
-        match mint(&c, &limiter, "c").await {
-            Err(NoToken::Limited(Limited::Rate { .. })) => {}
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(c.counts().slots, 2, "the refused name left no slot");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        mint(&c, &limiter, "c").await.expect("admitted once the bucket refills");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn concurrent_requests_share_one_mint() {
-        let (c, limiter) = (Arc::new(cache(10)), Arc::new(MintLimiter::new(1, 1)));
-        let mints = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..20 {
-            let (c, limiter, mints) = (c.clone(), limiter.clone(), mints.clone());
-            tasks.push(tokio::spawn(async move {
-                let (slot, admission) = c.insert("k", &limiter).unwrap();
-                c.fill(&slot, false, admission, &limiter, || async {
-                    mints.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Ok::<_, String>(token(Duration::from_secs(3600)))
-                })
-                .await
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
-        assert_eq!(mints.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn failures_back_off_and_the_valid_token_stands_in() {
-        let (c, limiter) = (cache(10), MintLimiter::new(4, 1000));
-        let (slot, admission) = c.insert("k", &limiter).unwrap();
-        let failing = || async { Err::<Token, _>("Google said no") };
-        match c.fill(&slot, false, admission, &limiter, failing).await {
-            Err(NoToken::Unavailable(u)) => assert_eq!((u.message.as_str(), u.retry_after), ("Google said no", 1)),
-            other => panic!("{other:?}"),
-        }
-        let calls = AtomicUsize::new(0);
-        let counted = || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, String>(token(Duration::from_secs(3600)))
-        };
-        assert!(c.fill(&slot, false, Admission::Refuse, &limiter, counted).await.is_err(), "still backing off");
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        c.fill(&slot, false, Admission::Refuse, &limiter, counted).await.unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        // A later failure serves the token still held.
-        c.mark_stale();
-        let t = c.fill(&slot, true, Admission::Refuse, &limiter, failing).await.unwrap();
-        assert!(life_left(&t) > Duration::from_secs(3000));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn only_tokens_in_use_are_due_and_never_while_backing_off() {
-        let (c, limiter) = (cache(10), MintLimiter::new(4, 1000));
-        mint(&c, &limiter, "used").await.unwrap();
-        mint(&c, &limiter, "once").await.unwrap();
-        c.lookup("used");
-        assert!(c.due().is_empty(), "fresh tokens are not due");
-        c.mark_stale();
-        let due: Vec<String> = c.due().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(due, ["used"], "a token nobody came back for is not renewed ahead of time");
-        let (_, slot) = c.due().pop().unwrap();
-        let _ = c.fill(&slot, true, Admission::Wait, &limiter, || async { Err::<Token, _>("down") }).await;
-        assert!(c.due().is_empty(), "backing off after the failure");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(c.due().len(), 1, "due again once the back-off has passed");
-    }
-}
+mod tests;

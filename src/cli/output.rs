@@ -1,0 +1,54 @@
+//! The one path from a command to standard output: text for people, JSON for scripts. A
+//! closed pipe (`vertex-broker dev | head -4`) ends the process quietly instead of panicking.
+
+use std::fmt::Display;
+use std::io::Write;
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Writes a command's output in the chosen format.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub format: Format,
+}
+
+impl Printer {
+    pub fn new(format: Format) -> Self {
+        Self { format }
+    }
+
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// A line of progress for people; nothing in JSON, where only the result is printed.
+    pub fn progress(&self, line: impl Display) {
+        if !self.json() {
+            write_line(&line.to_string());
+        }
+    }
+
+    /// The command's result: `text` for people, `json` (one document) for scripts.
+    pub fn result(&self, text: impl Display, json: serde_json::Value) {
+        match self.format {
+            Format::Text => write_line(&text.to_string()),
+            Format::Json => write_line(&serde_json::to_string_pretty(&json).unwrap_or_default()),
+        }
+    }
+}
+
+/// One line to stdout, flushed (so a pipe sees it now). When the reader has gone, there is
+/// nobody left to tell: exit 0 as a SIGPIPE'd Unix tool would, without a panic message.
+fn write_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! `vertex-broker serve`: the broker as a daemon on 127.0.0.1 (ECS sidecar, EC2, a laptop),
+//! until SIGTERM or SIGINT.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{AwsSide, Failure, Printer};
+use crate::broker::signals::Signals;
+use crate::broker::{metrics, server, Broker, BrokerError};
+use crate::config::Config;
+use crate::text::split_list;
+
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  VERTEX_BROKER_SECRET_ID=prod/vertex-key vertex-broker serve\n  \
+    export GCE_METADATA_HOST=127.0.0.1:2775 GCE_METADATA_IP=127.0.0.1:2775")]
+pub struct Args {
+    /// Port on 127.0.0.1 (default: VERTEX_BROKER_PORT, else 2775).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Secret id(s) or ARN(s), comma separated (default: VERTEX_BROKER_SECRET_ID).
+    #[arg(long)]
+    secret: Option<String>,
+}
+
+pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Failure> {
+    if let Some(p) = args.port {
+        config.port = p;
+    }
+    if let Some(s) = args.secret {
+        config.secret_ids = split_list(&s);
+    }
+    if config.secret_ids.is_empty() && config.credential_config.is_none() {
+        return Err(Failure::usage(BrokerError::NoSecret.to_string()));
+    }
+    let signals = Signals::install().map_err(|e| Failure::failed(format!("cannot install signal handlers: {e}")))?;
+    // Listen first: clients can connect while the AWS configuration loads.
+    let listener = server::bind(config.port).await.map_err(|e| {
+        Failure::failed(format!("cannot listen on 127.0.0.1:{}: {e}; pick another with --port", config.port))
+    })?;
+    let aws = AwsSide::load().await;
+    let broker =
+        Arc::new(Broker::new(&aws.broker_settings(&config), aws.store).map_err(|e| Failure::usage(e.to_string()))?);
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%addr, "vertex-broker listening");
+    out.result(
+        format!("vertex-broker serving on {addr}\nexport GCE_METADATA_HOST={addr} GCE_METADATA_IP={addr}"),
+        json!({"address": addr, "environment": {"GCE_METADATA_HOST": addr, "GCE_METADATA_IP": addr}}),
+    );
+    tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.warm_up().await }
+    });
+    let flushing = tokio::spawn(broker.metrics().clone().flush_every(metrics::SERVE_PERIOD));
+    server::serve(broker.clone(), listener, broker.clone().until_stopped(signals)).await;
+    flushing.abort();
+    broker.metrics().flush();
+    tracing::info!("vertex-broker stopped");
+    Ok(())
+}
