@@ -103,3 +103,61 @@ async fn dev_piped_into_head_stops_quietly_and_its_banner_says_where_commands_go
     assert!(status.success(), "{status:?}: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_against_the_sandboxs_in_memory_secret_with_the_banners_exports() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::from(cli(&["dev", "--port", &port.to_string(), "--rotate-every", "1h"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // `export A=1 B=2 \` then `  C=3 D=4`: the variables the banner tells the user to set.
+    let exports = async {
+        let mut vars = Vec::new();
+        let mut continued = false;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line = line.trim();
+            let words = match line.strip_prefix("export AWS_ENDPOINT_URL_SECRETS_MANAGER") {
+                Some(_) => &line["export ".len()..],
+                None if continued => line,
+                None => continue,
+            };
+            continued = words.ends_with('\\');
+            vars.extend(words.trim_end_matches('\\').split_whitespace().filter_map(|w| {
+                let (k, v) = w.split_once('=')?;
+                Some((k.to_string(), v.to_string()))
+            }));
+            if !continued {
+                return vars;
+            }
+        }
+        panic!("the banner shows no Secrets Manager endpoint");
+    };
+    let vars = tokio::time::timeout(Duration::from_secs(60), exports).await.expect("dev printed its banner");
+    assert!(vars.iter().any(|(k, _)| k == "VERTEX_BROKER_IAM_ENDPOINT"), "{vars:?}");
+    let run = |args: &[&str]| {
+        let mut cmd = cli(args);
+        cmd.envs(vars.clone());
+        cmd.output().unwrap()
+    };
+    let status = run(&["status", "vertex-broker-dev", "--output", "json"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["account"], "vertex-dev@dev-project.iam.gserviceaccount.com");
+
+    let token = run(&["token", "--secret", "vertex-broker-dev"]);
+    assert!(token.status.success(), "{}", stderr(&token));
+    assert!(String::from_utf8_lossy(&token.stdout).trim().len() > 20);
+
+    let rotated = run(&["rotate", "vertex-broker-dev", "--wait", "--timeout", "60s", "--output", "json"]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let rotated: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    assert_eq!(rotated["state"], "finished");
+    let after = run(&["status", "vertex-broker-dev", "--output", "json"]);
+    let after: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    let current = after["versions"].as_array().unwrap().iter().find(|v| v["stages"].to_string().contains("AWSCURRENT"));
+    assert_eq!(current.unwrap()["version_id"], rotated["version"], "the asked rotation is AWSCURRENT");
+}

@@ -78,7 +78,7 @@ fn the_configuration_table_matches_the_code_and_its_defaults() {
             (cells[1].trim_matches('`').to_string(), cells[2].to_string())
         })
         .collect();
-    let code = [read("src/config.rs"), read("examples/vertex-proxy/src/lib.rs")].join("\n");
+    let code = [read("src/config/mod.rs"), read("examples/vertex-proxy/src/lib.rs")].join("\n");
     let read_by_code: BTreeSet<String> = code
         .split('"')
         .skip(1)

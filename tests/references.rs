@@ -46,9 +46,11 @@ fn named_paths(text: &str) -> Vec<String> {
                 .find(|c: char| !(c.is_ascii_alphanumeric() || "/._-".contains(c)))
                 .map_or(text.len(), |e| at + e);
             let path = text[at..end].trim_end_matches(['.', '-']);
-            // Placeholders (`target/package/ARCH/`, `fuzz/corpus/TARGET`) and globs are not names.
+            // Placeholders (`target/package/ARCH/`, `fuzz/corpus/TARGET`), globs, and what tools
+            // create (`fuzz/target`, `fuzz/artifacts/`) are not names of the repository's files.
             let placeholder = path.split('/').any(|seg| seg.len() > 1 && seg.chars().all(|c| c.is_ascii_uppercase()));
-            if !placeholder && !text[end..].starts_with('*') {
+            let output = path.split('/').any(|seg| SKIP_DIRS.contains(&seg));
+            if !placeholder && !output && !text[end..].starts_with('*') {
                 found.push(path.to_string());
             }
         }
@@ -101,6 +103,6 @@ fn nothing_points_outside_the_repository() {
 #[test]
 fn the_scanner_finds_paths_and_skips_urls_and_placeholders() {
     let text = "see src/broker/mod.rs, https://github.com/x/src/lib.rs and target/package/ARCH/ or \
-                fuzz/corpus/TARGET; tests/support/*.rs; `docs/ARCHITECTURE.md`.";
+                fuzz/corpus/TARGET; tests/support/*.rs; fuzz/artifacts/; `docs/ARCHITECTURE.md`.";
     assert_eq!(named_paths(text), ["src/broker/mod.rs", "docs/ARCHITECTURE.md"]);
 }

@@ -51,7 +51,7 @@ fn the_layer_build_puts_the_extension_and_wrapper_where_the_template_points() {
 #[test]
 fn every_environment_variable_the_template_sets_is_read_by_the_code() {
     let t = template();
-    let config = read("src/config.rs");
+    let config = read("src/config/mod.rs");
     let proxy = read("examples/vertex-proxy/src/lib.rs");
     let mut seen = 0;
     for line in t.lines() {

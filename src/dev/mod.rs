@@ -4,6 +4,8 @@
 //! clients keep working. `--keyless` shows workload identity federation instead: no key, the
 //! emulator standing in for AWS STS as well as Google.
 
+mod secrets_api;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,6 +80,29 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
         );
         (BrokerSettings { secret_ids: vec![arn.clone()], ..base }, lines, Some(arn))
     };
+    // The secret as Secrets Manager's API, so the CLI can be tried against it.
+    let (asked_tx, mut asked) = tokio::sync::mpsc::channel::<String>(4);
+    let secrets_api = match arn {
+        Some(_) => {
+            let listener = server::bind(0).await.map_err(|source| DevError::Listen { port: 0, source })?;
+            let api = listener.local_addr().map_err(|source| DevError::Listen { port: 0, source })?;
+            let serving = tokio::spawn(secrets_api::serve(listener, store.clone(), asked_tx));
+            Some((api, serving))
+        }
+        None => None,
+    };
+    let cli_lines = match &secrets_api {
+        Some((api, _)) => format!(
+            "\n\
+             Try the CLI against the in-memory secret (this sandbox serves Secrets Manager's API for it):\n\
+             \x20 export AWS_ENDPOINT_URL_SECRETS_MANAGER=http://{api} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=sandbox \\\n\
+             \x20   AWS_SECRET_ACCESS_KEY=sandbox VERTEX_BROKER_IAM_ENDPOINT={g}\n\
+             \x20 vertex-broker status {DEV_SECRET}\n\
+             \x20 vertex-broker token --secret {DEV_SECRET}\n\
+             \x20 vertex-broker rotate {DEV_SECRET} --wait\n"
+        ),
+        None => String::new(),
+    };
     let broker = Arc::new(Broker::new(&settings, store.clone()).expect("the sandbox's source is configured"));
     broker.warm_up().await;
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -107,6 +132,7 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
          \x20 curl -s -H 'Content-Type: application/json' -d '{{\"contents\":[{{\"role\":\"user\",\"parts\":[{{\"text\":\"hello\"}}]}}]}}' http://{addr}/vertex/v1/projects/dev-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent\n\
          \n\
          Status: curl -s -H 'Metadata-Flavor: Google' http://{addr}/vertex-broker/v1/status\n\
+         {cli_lines}\
          Ctrl-C stops.\n",
     ));
 
@@ -128,9 +154,15 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
         );
         let mut round = 0u32;
         loop {
-            tokio::time::sleep(opts.rotate_every).await;
+            // On schedule, or now when `vertex-broker rotate` asked (RotateSecret), as Secrets
+            // Manager would invoke the rotation function.
+            let asked_now = tokio::select! {
+                _ = tokio::time::sleep(opts.rotate_every) => false,
+                Some(_) = asked.recv() => true,
+            };
             round += 1;
-            say(rotate_once(&operator, &store, arn, round).await);
+            let line = rotate_once(&operator, &store, arn, round).await;
+            say(if asked_now { line.replacen(':', " (asked by RotateSecret):", 1) } else { line });
         }
     };
     tokio::select! {
@@ -139,6 +171,9 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
     }
     let _ = stop_server.send(());
     let _ = serving.await;
+    if let Some((_, api)) = secrets_api {
+        api.abort();
+    }
     if opts.keyless {
         let _ = std::fs::remove_file(&config_path);
     }
