@@ -11,21 +11,28 @@
 //! | [`google::token`] | `TokenClient`, one per process: access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |
 //! | [`google::federation`] | AWS workload identity federation: `external_account` config, SigV4 subject token (`aws-sigv4`), STS exchange |
 //! | [`google::iam_credentials`] | impersonation: `generateAccessToken` / `generateIdToken` with delegates and lifetimes |
+//! | [`google::scopes`] | what a token request may name: scope sets and audiences validated and normalized |
 //! | [`store`] | `SecretStore`, the storage seam: Secrets Manager and in-memory implementations |
 //! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI; `ErrorClass` names each failure |
 //! | [`operator`] | what the CLI adds over the engine's public interface: local rotation, following one, status, revoke, first key |
 //! | [`broker`] | the token broker: guards, limits, cache, accounts, GCE metadata protocol, listener, signals, Lambda extension |
 //! | [`broker::gateway`] | `/vertex/...`: Vertex calls with the account's token, streamed, retried within the deadline, audited |
 //! | [`broker::metrics`] | the broker's CloudWatch EMF metrics, aggregated between flushes |
+//! | [`cli`] | the operator CLI, one file per command; `Printer` (text or JSON) and `ExitCode` |
 //! | [`doctor`] | `vertex-broker doctor`: the token path checked one call at a time, with what to fix per step |
-//! | [`dev`] | `vertex-broker dev`: emulator + in-memory store + broker + periodic rotation |
+//! | [`dev`] | `vertex-broker dev`: emulator + in-memory store (also as Secrets Manager's API) + broker + rotations |
 //! | [`telemetry`] | log setup (JSON in Lambda) and CloudWatch Embedded Metric Format lines |
+//! | [`retry`], [`text`] | the one backoff schedule; comma lists and untrusted text in messages |
 //!
-//! Binaries: `vertex-broker` (the CLI, `src/main.rs`), `vertex-broker-extension` (the layer's
-//! extension, `src/bin/`). The rotation Lambda is the `rotation/` crate (binary `bootstrap`);
+//! Features choose what compiles: none for the rotation function, `broker` for the layer's
+//! extension, `cli` (the default) for the CLI with `dev`, `doctor` and `operator`.
+//!
+//! Binaries: `vertex-broker` (the CLI, `src/main.rs` over `src/cli/`), `vertex-broker-extension`
+//! (the layer's extension, `src/bin/`). The rotation Lambda is the `rotation/` crate (binary `bootstrap`);
 //! the local Google used by tests and `dev` is the `emulator/` crate (binary `google-emulator`);
 //! the example function behind API Gateway is `examples/vertex-proxy`. The layer's exec wrapper
-//! is `layer/vertex-broker-wrapper`; `template.yaml` wires it all for AWS SAM.
+//! is `layer/vertex-broker-wrapper`; `template.yaml` wires it all for AWS SAM. The design is in
+//! `docs/ARCHITECTURE.md`; the tests' shared harness is the `tests/support` crate.
 
 #[cfg(feature = "broker")]
 pub mod broker;
