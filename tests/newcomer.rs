@@ -73,16 +73,22 @@ fn every_secret_argument_says_what_it_is() {
     }
 }
 
-#[tokio::test]
-async fn dev_piped_into_head_stops_quietly_and_its_banner_says_where_commands_go() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = tokio::process::Command::from(cli(&["dev", "--port", &port.to_string(), "--rotate-every", "1s"]))
+/// `vertex-broker dev` on a free port, and its standard output line by line.
+fn dev(rotate_every: &str) -> (tokio::process::Child, tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) {
+    let port = test_support::free_port().to_string();
+    let mut child = tokio::process::Command::from(cli(&["dev", "--port", &port, "--rotate-every", rotate_every]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+#[tokio::test]
+async fn dev_piped_into_head_stops_quietly_and_its_banner_says_where_commands_go() {
+    let (mut child, mut lines) = dev("1s");
     let banner = async {
         let mut seen = Vec::new();
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -106,14 +112,7 @@ async fn dev_piped_into_head_stops_quietly_and_its_banner_says_where_commands_go
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_works_against_the_sandboxs_in_memory_secret_with_the_banners_exports() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = tokio::process::Command::from(cli(&["dev", "--port", &port.to_string(), "--rotate-every", "1h"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (_child, mut lines) = dev("1h");
     // `export A=1 B=2 \` then `  C=3 D=4`: the variables the banner tells the user to set.
     let exports = async {
         let mut vars = Vec::new();

@@ -90,9 +90,9 @@ fn every_path_the_repository_names_exists() {
 fn nothing_points_outside_the_repository() {
     let mut files = Vec::new();
     text_files(Path::new(ROOT), &mut files);
-    let outside = ["DESIGN.md", "DEVELOPERS", "../shared"];
-    let this = Path::new(file!()).file_name().unwrap();
-    for file in files.iter().filter(|f| f.file_name() != Some(this)) {
+    // Spelled in pieces, so that this file does not name them itself.
+    let outside = [concat!("DESIGN", ".md"), concat!("DEVELOP", "ERS"), concat!("..", "/shared")];
+    for file in &files {
         let Ok(text) = std::fs::read_to_string(file) else { continue };
         for word in outside {
             assert!(!text.contains(word), "{} refers to {word}, which is not in the repository", file.display());
