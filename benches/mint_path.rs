@@ -9,7 +9,7 @@ use test_support as support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use google_emulator::state::{Fault, TOKEN_CREATOR, WORKLOAD_IDENTITY_USER};
+use google_emulator::{Fault, TOKEN_CREATOR, WORKLOAD_IDENTITY_USER};
 use support::failing_store::{FailingStore, Op};
 use support::federation;
 use vertex_broker::broker::{Broker, BrokerSettings};

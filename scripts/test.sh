@@ -37,6 +37,9 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The library as the Lambda binaries build it (fewer features): nothing left unused or undocumented.
+cargo clippy --locked -p vertex-broker --lib --no-default-features -- -D warnings
+cargo clippy --locked -p vertex-broker --lib --no-default-features --features broker -- -D warnings
 # The fuzz targets (make fuzz runs them on nightly) still compile against the library. fuzz/ is
 # its own workspace: share the main target directory rather than build a second one in fuzz/.
 echo "==> cargo check of the fuzz targets"

@@ -23,9 +23,11 @@ const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Works.
     Ok,
     /// Works, but something is likely to bite (a client variable missing, a knob ignored).
     Warn,
+    /// Broken: the report says why and what to change.
     Fail,
     /// Not tried: an earlier step failed.
     Skip,
@@ -34,10 +36,13 @@ pub enum Status {
 /// One line of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// What was checked.
     pub check: String,
+    /// How it came out.
     pub status: Status,
     /// What was seen, never a token or key material.
     pub detail: String,
+    /// What to change, for a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
 }
@@ -65,6 +70,7 @@ impl Check {
 pub struct Surroundings {
     /// `GCE_METADATA_HOST` and `GCE_METADATA_IP` as the function's runtime will see them.
     pub gce_metadata_host: Option<String>,
+    /// See `gce_metadata_host`.
     pub gce_metadata_ip: Option<String>,
     /// The broker's port (`VERTEX_BROKER_PORT`).
     pub port: u16,

@@ -19,15 +19,30 @@ use zeroize::Zeroizing;
 /// carries any part of the private key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
+    /// The value is not JSON.
     #[error(
         "the secret value is not JSON ({0}); expected a Google service-account key file as \
          downloaded from IAM (`gcloud iam service-accounts keys create key.json ...`)"
     )]
     NotJson(String),
+    /// A field the key file must have is absent.
     #[error("field `{field}` is missing; expected {expected}")]
-    Missing { field: &'static str, expected: &'static str },
+    Missing {
+        /// The field.
+        field: &'static str,
+        /// What it should hold.
+        expected: &'static str,
+    },
+    /// A field holds something unusable.
     #[error("field `{field}` {problem}; expected {expected}")]
-    Invalid { field: &'static str, problem: String, expected: &'static str },
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+        /// What it should hold.
+        expected: &'static str,
+    },
 }
 
 #[derive(Deserialize)]
@@ -147,6 +162,7 @@ impl ServiceAccountKey {
         &self.raw
     }
 
+    /// The account the key belongs to.
     pub fn client_email(&self) -> &str {
         &self.client_email
     }
@@ -156,6 +172,7 @@ impl ServiceAccountKey {
         &self.private_key_id
     }
 
+    /// The token endpoint the key file names.
     pub fn token_uri(&self) -> &str {
         &self.token_uri
     }

@@ -9,7 +9,9 @@ use backon::ExponentialBuilder;
 /// How often and how fast to retry a retryable failure.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
+    /// The first wait.
     pub first_delay: Duration,
+    /// The longest wait; waits double up to it.
     pub max_delay: Duration,
     /// Retries after the first attempt (`usize::MAX`: until a deadline the caller keeps).
     pub max_retries: usize,

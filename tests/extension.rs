@@ -274,7 +274,7 @@ async fn a_failing_slot_backs_off_across_invokes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_extension_federates_as_the_functions_role_with_no_secret() {
-    use google_emulator::state::WORKLOAD_IDENTITY_USER;
+    use google_emulator::WORKLOAD_IDENTITY_USER;
     use support::federation;
     let emu = google_emulator::Emulator::start().await.unwrap();
     let audience = federation::provider_audience(&support::unique("pool"));

@@ -7,8 +7,8 @@ use test_support as support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use google_emulator::state::{TOKEN_CREATOR, WORKLOAD_IDENTITY_USER};
 use google_emulator::Emulator;
+use google_emulator::{TOKEN_CREATOR, WORKLOAD_IDENTITY_USER};
 use support::broker::RunningBroker;
 use support::federation::{self, AwsCredentials};
 use vertex_broker::broker::BrokerSettings;

@@ -134,7 +134,7 @@ proptest! {
 fn key_file() -> &'static (String, String) {
     static FILE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     FILE.get_or_init(|| {
-        let pem = google_emulator::crypto::generate_rsa_2048().private_pem;
+        let pem = google_emulator::generate_rsa_2048().private_pem;
         let file = serde_json::json!({
             "type": "service_account", "project_id": "proj",
             "private_key_id": "0123456789abcdef0123456789abcdef01234567", "private_key": pem,

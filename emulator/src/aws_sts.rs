@@ -25,9 +25,13 @@ pub struct AwsKey {
 /// Temporary AWS credentials, as STS hands them out.
 #[derive(Debug, Clone)]
 pub struct AwsCredentials {
+    /// The access key id, `ASIA...` as STS issues for sessions.
     pub access_key_id: String,
+    /// The secret the emulator recomputes SigV4 signatures with.
     pub secret_access_key: String,
+    /// The session token, sent as `x-amz-security-token`.
     pub session_token: String,
+    /// The assumed-role ARN GetCallerIdentity answers with.
     pub arn: String,
 }
 

@@ -10,10 +10,13 @@ use serde_json::Value;
 
 /// A freshly generated RSA-2048 key: the PKCS#8 PEM handed to the client, the public half kept.
 pub struct GeneratedKey {
+    /// The private key, PKCS#8 PEM, as a key file's `private_key`.
     pub private_pem: String,
+    /// The public key, PKCS#1 DER, that assertions are verified with.
     pub public_der: Vec<u8>,
 }
 
+/// Generates an RSA-2048 key pair (aws-lc-rs: fast enough for debug builds).
 pub fn generate_rsa_2048() -> GeneratedKey {
     let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
     let der = pair.as_der().expect("PKCS#8 encoding");
@@ -49,10 +52,6 @@ impl SigningKey {
             "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
             "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
         })
-    }
-
-    pub fn public_der(&self) -> Vec<u8> {
-        self.pair.public_key().as_ref().to_vec()
     }
 }
 

@@ -20,17 +20,17 @@
 //! callers whose signature verifies, impersonation only along bindings, token lifetimes within
 //! the org policy, and Google's error bodies throughout.
 
-pub mod admin;
-pub mod aws;
-pub mod aws_sts;
-pub mod crypto;
-pub mod google_error;
-pub mod iam;
-pub mod iam_credentials;
-pub mod oauth;
-pub mod state;
-pub mod sts;
-pub mod vertex;
+mod admin;
+mod aws;
+mod aws_sts;
+mod crypto;
+mod google_error;
+mod iam;
+mod iam_credentials;
+mod oauth;
+mod state;
+mod sts;
+mod vertex;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,8 +40,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::oneshot;
 
+pub use aws_sts::AwsCredentials;
+pub use crypto::{generate_rsa_2048, GeneratedKey};
 use state::World;
-pub use state::{Counters, Fault, KeyInfo};
+pub use state::{Counters, Fault, KeyInfo, TOKEN_CREATOR, WORKLOAD_IDENTITY_USER};
 
 /// State shared by every handler.
 pub struct Shared {
@@ -132,6 +134,7 @@ impl Emulator {
         format!("http://{}", self.addr)
     }
 
+    /// The loopback address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -171,7 +174,7 @@ impl Emulator {
     }
 
     /// Grants `member` (an account's email or a federated `principal://` / `principalSet://`)
-    /// `role` on the account `target`, e.g. [`state::TOKEN_CREATOR`].
+    /// `role` on the account `target`, e.g. [`TOKEN_CREATOR`].
     pub fn grant(&self, target: &str, role: &str, member: &str) {
         self.shared.world().account_mut(target).bindings.insert((role.to_string(), member.to_string()));
     }
@@ -195,7 +198,7 @@ impl Emulator {
     }
 
     /// Issues AWS credentials for `role_arn` (`arn:aws:iam::ACCOUNT:role/NAME`) in session
-    /// `session`, known only to the emulator's own STS at [`aws_sts::PATH`]: the keyless path
+    /// `session`, known only to the emulator's own STS at `/aws-sts/`: the keyless path
     /// with no AWS at all. Make it the STS subject tokens are checked with by passing
     /// `{url}/aws-sts` to [`Self::set_aws_sts_endpoint`].
     pub fn issue_aws_credentials(&self, role_arn: &str, session: &str) -> aws_sts::AwsCredentials {
@@ -232,6 +235,7 @@ impl Emulator {
         self.shared.world().faults.push_back(fault);
     }
 
+    /// Drops every queued fault, consumed or not.
     pub fn clear_faults(&self) {
         self.shared.world().faults.clear();
     }
@@ -241,6 +245,7 @@ impl Emulator {
         self.shared.world().faults.iter().cloned().collect()
     }
 
+    /// The account's counters (zero for an account never seen).
     pub fn counters(&self, email: &str) -> Counters {
         self.shared.world().counters.get(email).cloned().unwrap_or_default()
     }

@@ -56,6 +56,7 @@ pub struct Account {
 
 /// Roles that carry `iam.serviceAccounts.getAccessToken`, `getOpenIdToken` and `signJwt`.
 pub const TOKEN_CREATOR: &str = "roles/iam.serviceAccountTokenCreator";
+/// The role a workload identity pool's principals are bound with to impersonate an account.
 pub const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
 
 /// A workload identity pool's AWS provider.
@@ -100,19 +101,28 @@ fn one() -> u32 {
 /// Per-account counters that tests read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Counters {
+    /// Access tokens issued to it: for its key assertions, by impersonation, or by federation.
     pub access_tokens: u64,
+    /// ID tokens issued.
     pub id_tokens: u64,
+    /// Keys created, seeded or through the IAM API.
     pub keys_created: u64,
+    /// Keys deleted through the IAM API.
     pub keys_deleted: u64,
+    /// Its assertions the token endpoint refused.
     pub token_failures: u64,
 }
 
 /// The public view of a key, for tests and the admin API.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KeyInfo {
+    /// The key's id, as in its resource name.
     pub id: String,
+    /// Disabled through the IAM API.
     pub disabled: bool,
+    /// Past its propagation delay: listed and usable.
     pub propagated: bool,
+    /// When it was created.
     pub created: DateTime<Utc>,
 }
 

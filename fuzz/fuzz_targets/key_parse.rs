@@ -12,7 +12,7 @@ use vertex_broker::key::ServiceAccountKey;
 
 fn pem() -> &'static str {
     static PEM: OnceLock<String> = OnceLock::new();
-    PEM.get_or_init(|| google_emulator::crypto::generate_rsa_2048().private_pem)
+    PEM.get_or_init(|| google_emulator::generate_rsa_2048().private_pem)
 }
 
 fuzz_target!(|data: &[u8]| {

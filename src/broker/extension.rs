@@ -18,11 +18,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Why the extension stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtensionError {
+    /// Started outside Lambda.
     #[error(transparent)]
     NotInLambda(#[from] NotInLambda),
     /// Reported to `/extension/init/error` as well, so the function's INIT fails saying why.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// Registering or polling the Extensions API failed.
     #[error("the Lambda Extensions API failed: {0}")]
     Api(BoxError),
 }
@@ -30,15 +32,24 @@ pub enum ExtensionError {
 /// Why the broker could not start inside Lambda; [`StartError::error_type`] is what Lambda shows.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A setting is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The settings name no usable source of credentials.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The port is taken.
     #[error("cannot listen on 127.0.0.1:{port}: {source}; set VERTEX_BROKER_PORT to a free port")]
-    Listen { port: u16, source: std::io::Error },
+    Listen {
+        /// The port asked for.
+        port: u16,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
     #[error(
         "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION must be set (Lambda sets them for the function's role)"
     )]
+    /// Lambda's AWS credentials are missing from the environment.
     NoAwsEnvironment,
 }
 

@@ -19,7 +19,9 @@ pub const ALLOWED_HOSTS: [&str; 5] = ["127.0.0.1", "localhost", "[::1]", "metada
 /// A refused request: the status and the one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The HTTP status to answer with.
     pub status: u16,
+    /// Why, for the caller.
     pub reason: String,
 }
 

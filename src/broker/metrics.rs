@@ -16,8 +16,6 @@ use serde_json::{json, Map, Value};
 
 use super::gateway::usage::Usage;
 
-/// How often `serve` flushes.
-pub const SERVE_PERIOD: Duration = Duration::from_secs(60);
 /// EMF takes at most 100 values per metric in one line.
 const MAX_VALUES: usize = 100;
 /// Distinct model names kept between flushes; a request names the model, so this is bounded.

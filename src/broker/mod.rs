@@ -18,16 +18,16 @@
 //! | [`extension`] | the Lambda Extensions API loop (register, INVOKE, SHUTDOWN) |
 
 pub mod account;
-pub mod connections;
+pub(crate) mod connections;
 pub mod extension;
 pub mod gateway;
 pub mod guard;
-pub mod invocation;
+pub(crate) mod invocation;
 pub mod metadata;
-pub mod metrics;
-pub mod mint_limit;
+pub(crate) mod metrics;
+pub(crate) mod mint_limit;
 pub mod server;
-pub mod signals;
+pub(crate) mod signals;
 pub mod status;
 pub mod token_cache;
 
@@ -50,11 +50,17 @@ use crate::store::SecretStore;
 /// The broker's settings (a subset of [`Config`]).
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
+    /// `VERTEX_BROKER_SECRET_ID`: one account per secret, the first is `default`.
     pub secret_ids: Vec<String>,
+    /// Scopes of `/token` without `scopes=`.
     pub scopes: Vec<String>,
+    /// How long a read of the secret stands before AWSCURRENT is checked again.
     pub secret_ttl: Duration,
+    /// Bound on each AWS and Google call.
     pub http_timeout: Duration,
+    /// When tokens are renewed and how failures back off.
     pub cache: CachePolicy,
+    /// Bounds against neighbours: connections, slots, mints.
     pub limits: Limits,
     /// Federation instead of a secret for the default account (`VERTEX_BROKER_CREDENTIAL_CONFIG`).
     pub credential_config: Option<CredentialConfig>,
@@ -63,14 +69,21 @@ pub struct BrokerSettings {
     pub aws: Option<AwsIdentity>,
     /// `VERTEX_BROKER_IMPERSONATE` and its delegates, lifetime and endpoint.
     pub impersonate: Option<String>,
+    /// `VERTEX_BROKER_DELEGATES`: the chain of accounts between caller and target.
     pub delegates: Vec<String>,
+    /// Lifetime asked for impersonated tokens.
     pub token_lifetime: Duration,
+    /// Base URL of IAM Credentials (the emulator in tests).
     pub iam_credentials_endpoint: String,
+    /// `VERTEX_BROKER_PROJECT_ID`; else the served account's project.
     pub project_id: Option<String>,
+    /// The Vertex gateway's endpoint, deadline, retries and body limit.
     pub vertex: VertexGateway,
+    /// Whether the metadata token and identity endpoints answer (`VERTEX_BROKER_TOKEN_ENDPOINTS`).
     pub token_endpoints: bool,
     /// CloudWatch namespace; `None` turns metrics off.
     pub metrics_namespace: Option<String>,
+    /// Whether gateway calls write audit lines.
     pub audit: bool,
     /// The `FunctionName` metrics dimension: Lambda's function name, else `vertex-broker`.
     pub function_name: String,
@@ -122,19 +135,23 @@ pub enum BrokerError {
          or ARN of the Secrets Manager secret that holds the Google service-account key (several, comma \
          separated), or the second to a workload identity federation configuration (no key)"
     )]
+    /// No secret and no federation configuration.
     NoSecret,
     #[error(
         "VERTEX_BROKER_CREDENTIAL_CONFIG needs AWS credentials and a region to sign with: \
          AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION (Lambda sets them), or a profile, \
          container or instance role in `serve`"
     )]
+    /// Federation without AWS credentials to sign with.
     NoAwsCredentials,
 }
 
 /// What an INVOKE event's work came to within its budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvokeWork {
+    /// Nothing was due.
     Nothing,
+    /// Everything due finished within the budget.
     Done,
     /// Still running in the background after the budget.
     Continuing,
@@ -158,6 +175,7 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The broker for `settings`, reading keys from `store`; fails on settings that cannot work.
     pub fn new(settings: &BrokerSettings, store: Arc<dyn SecretStore>) -> Result<Self, BrokerError> {
         if settings.secret_ids.is_empty() && settings.credential_config.is_none() {
             return Err(BrokerError::NoSecret);
@@ -240,6 +258,7 @@ impl Broker {
         })
     }
 
+    /// Every served account, `default` first.
     pub fn accounts(&self) -> &[Arc<Account>] {
         &self.accounts
     }
@@ -269,6 +288,7 @@ impl Broker {
         &self.gateway
     }
 
+    /// Its metrics, flushed as EMF.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -293,6 +313,7 @@ impl Broker {
         self.invocation.begin(request_id, deadline_ms);
     }
 
+    /// Time since it started.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }

@@ -10,6 +10,7 @@ use crate::dev::DevOptions;
 /// so anything shorter only churns keys faster than a person can watch them.
 pub const MIN_ROTATE_EVERY: Duration = Duration::from_secs(1);
 
+/// `vertex-broker dev`'s arguments.
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  vertex-broker dev --rotate-every 30s\n  vertex-broker dev --keyless   # federation from AWS, no key\n  \
@@ -37,6 +38,7 @@ fn rotate_every(value: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Runs the sandbox until Ctrl-C.
 pub async fn run(args: Args, out: Printer) -> Result<(), Failure> {
     if out.json() {
         return Err(Failure::usage(

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::doctor::{passed, Check, Status, Surroundings};
 use crate::text::split_list;
 
+/// `vertex-broker doctor`'s arguments.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  VERTEX_BROKER_SECRET_ID=prod/vertex-key vertex-broker doctor\n  \
     VERTEX_BROKER_CREDENTIAL_CONFIG=clientLibraryConfig.json vertex-broker doctor --output json")]
@@ -17,6 +18,7 @@ pub struct Args {
     secret: Option<String>,
 }
 
+/// Runs every check and prints the report; fails if any check failed.
 pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Failure> {
     if let Some(s) = args.secret {
         config.secret_ids = split_list(&s);

@@ -8,6 +8,7 @@ use crate::store::StoreError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ExitCode {
+    /// Success.
     Ok = 0,
     /// The command ran and something failed (a rotation step, a doctor check, no confirmation).
     Failed = 1,
@@ -36,17 +37,22 @@ impl From<ExitCode> for std::process::ExitCode {
 /// A command's failure: the message for stderr (what is wrong and what to do) and its code.
 #[derive(Debug)]
 pub struct Failure {
+    /// The exit code.
     pub code: ExitCode,
+    /// What is wrong and what to do, for stderr.
     pub message: String,
 }
 
 impl Failure {
+    /// A failure with `code`.
     pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
     }
+    /// Bad input (exit 2).
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(ExitCode::Usage, message)
     }
+    /// The command ran and failed (exit 1).
     pub fn failed(message: impl Into<String>) -> Self {
         Self::new(ExitCode::Failed, message)
     }

@@ -13,6 +13,7 @@ use crate::operator::Operator;
 use crate::rotation::RotationSettings;
 use crate::store::{SecretStore, SecretsManagerStore, AWSCURRENT};
 
+/// `vertex-broker init`'s arguments.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  vertex-broker init prod/vertex-key --key-file key.json\n  \
     vertex-broker init prod/vertex-key --service-account app@proj.iam.gserviceaccount.com --admin-key-file admin.json")]
@@ -37,6 +38,7 @@ struct Source {
     service_account: Option<String>,
 }
 
+/// Stores a first key in the secret.
 pub async fn run(args: Args, config: &Config, out: Printer) -> Result<(), Failure> {
     let store = Arc::new(SecretsManagerStore::from_env().await);
     let key = match (&args.source.key_file, &args.source.service_account) {

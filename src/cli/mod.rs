@@ -29,11 +29,14 @@ use crate::store::SecretsManagerStore;
 /// profile, SSO, instance role), a Secrets Manager store over it, and the broker's settings
 /// with that AWS identity for federation.
 pub struct AwsSide {
+    /// The AWS SDK's configuration (credentials, region, endpoint).
     pub sdk: aws_config::SdkConfig,
+    /// Secrets Manager through that configuration.
     pub store: Arc<SecretsManagerStore>,
 }
 
 impl AwsSide {
+    /// Loads aws-config's provider chain, as the AWS CLI would.
     pub async fn load() -> Self {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let store = Arc::new(SecretsManagerStore::from_config(&sdk));

@@ -7,21 +7,26 @@ use std::io::Write;
 /// `--output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Lines for people.
     Text,
+    /// One JSON document, for scripts.
     Json,
 }
 
 /// Writes a command's output in the chosen format.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
+    /// Text or JSON.
     pub format: Format,
 }
 
 impl Printer {
+    /// A printer writing `format`.
     pub fn new(format: Format) -> Self {
         Self { format }
     }
 
+    /// Whether the output is JSON.
     pub fn json(&self) -> bool {
         self.format == Format::Json
     }

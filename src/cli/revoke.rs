@@ -12,6 +12,7 @@ use crate::operator::{Operator, RevokeTarget};
 use crate::rotation::RotationSettings;
 use crate::store::SecretsManagerStore;
 
+/// `vertex-broker revoke`'s arguments.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  vertex-broker revoke prod/vertex-key --previous\n  \
     vertex-broker revoke prod/vertex-key --orphans --yes")]
@@ -39,6 +40,7 @@ struct Which {
     orphans: bool,
 }
 
+/// Shows the plan, asks unless `--yes`, then revokes.
 pub async fn run(args: Args, config: &Config, out: Printer) -> Result<(), Failure> {
     let store = Arc::new(SecretsManagerStore::from_env().await);
     let operator = Operator::new(store, RotationSettings::from(config));

@@ -12,6 +12,7 @@ use crate::operator::{follow_rotation, FollowError, Operator};
 use crate::rotation::RotationSettings;
 use crate::store::{SecretStore, SecretsManagerStore};
 
+/// `vertex-broker rotate`'s arguments.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  vertex-broker rotate prod/vertex-key --wait\n  \
     vertex-broker rotate prod/vertex-key --local   # break-glass: the Lambda is broken")]
@@ -32,6 +33,7 @@ pub struct Args {
 /// How often `--wait` looks at the secret.
 const POLL: Duration = Duration::from_secs(2);
 
+/// Starts a rotation (or runs one here with `--local`), following it with `--wait`.
 pub async fn run(args: Args, config: &Config, out: Printer) -> Result<(), Failure> {
     let store = std::sync::Arc::new(SecretsManagerStore::from_env().await);
     if args.local {

@@ -2,15 +2,20 @@
 //! until SIGTERM or SIGINT.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::{AwsSide, Failure, Printer};
 use crate::broker::signals::Signals;
-use crate::broker::{metrics, server, Broker, BrokerError};
+use crate::broker::{server, Broker, BrokerError};
 use crate::config::Config;
 use crate::text::split_list;
 
+/// How often `serve` writes its metrics (and once more when it stops).
+const METRICS_PERIOD: Duration = Duration::from_secs(60);
+
+/// `vertex-broker serve`'s arguments.
 #[derive(clap::Args)]
 #[command(after_help = "Example:\n  VERTEX_BROKER_SECRET_ID=prod/vertex-key vertex-broker serve\n  \
     export GCE_METADATA_HOST=127.0.0.1:2775 GCE_METADATA_IP=127.0.0.1:2775")]
@@ -23,6 +28,7 @@ pub struct Args {
     secret: Option<String>,
 }
 
+/// Serves until SIGTERM or Ctrl-C.
 pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Failure> {
     if let Some(p) = args.port {
         config.port = p;
@@ -51,7 +57,7 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
         let broker = broker.clone();
         async move { broker.warm_up().await }
     });
-    let flushing = tokio::spawn(broker.metrics().clone().flush_every(metrics::SERVE_PERIOD));
+    let flushing = tokio::spawn(broker.metrics().clone().flush_every(METRICS_PERIOD));
     server::serve(broker.clone(), listener, broker.clone().until_stopped(signals)).await;
     flushing.abort();
     broker.metrics().flush();

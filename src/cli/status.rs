@@ -7,6 +7,7 @@ use crate::operator::{Operator, SecretStatus};
 use crate::rotation::RotationSettings;
 use crate::store::SecretsManagerStore;
 
+/// `vertex-broker status`'s arguments.
 #[derive(clap::Args)]
 #[command(after_help = "Example:\n  vertex-broker status prod/vertex-key --output json")]
 pub struct Args {
@@ -14,6 +15,7 @@ pub struct Args {
     secret: String,
 }
 
+/// Prints the secret's versions, the account's keys and warnings.
 pub async fn run(args: Args, config: &Config, out: Printer) -> Result<(), Failure> {
     let store = std::sync::Arc::new(SecretsManagerStore::from_env().await);
     let status = Operator::new(store, RotationSettings::from(config)).status(&args.secret).await?;

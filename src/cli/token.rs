@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::google::scopes::scope_key;
 use crate::store::SecretStore;
 
+/// `vertex-broker token`'s arguments.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  vertex-broker token --secret prod/vertex-key\n  \
     vertex-broker token --secret prod/vertex-key --audience https://my-service.run.app\n  \
@@ -25,6 +26,7 @@ pub struct Args {
     audience: Option<String>,
 }
 
+/// Mints and prints one token, as the broker would.
 pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Failure> {
     if let Some(s) = args.secret {
         // A secret named on the command line is the source, whatever the environment says.

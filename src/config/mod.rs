@@ -9,6 +9,7 @@ use crate::text::split_list;
 pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Default broker port on 127.0.0.1 (2773 belongs to AWS's secrets agent).
 pub const DEFAULT_PORT: u16 = 2775;
+/// Google's IAM API.
 pub const DEFAULT_IAM_ENDPOINT: &str = "https://iam.googleapis.com";
 
 /// What rotation does to keys that aged out.
@@ -152,8 +153,11 @@ impl Default for Limits {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{variable}={value:?} is invalid: {expected}")]
 pub struct ConfigError {
+    /// The environment variable.
     pub variable: &'static str,
+    /// Its value.
     pub value: String,
+    /// What it should hold.
     pub expected: String,
 }
 
@@ -162,6 +166,7 @@ pub struct ConfigError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("AWS_LAMBDA_RUNTIME_API is not set: {binary} runs inside AWS Lambda; {elsewhere}")]
 pub struct NotInLambda {
+    /// The binary that was started.
     pub binary: &'static str,
     /// What to run instead, outside Lambda.
     pub elsewhere: &'static str,

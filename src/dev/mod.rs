@@ -21,15 +21,20 @@ use crate::store::{MemoryStore, SecretStore, AWSCURRENT};
 
 /// The sample service account `dev` seeds.
 pub const DEV_ACCOUNT: &str = "vertex-dev@dev-project.iam.gserviceaccount.com";
+/// The in-memory secret holding the sample account's key.
 pub const DEV_SECRET: &str = "vertex-broker-dev";
 /// `--keyless`: the AWS role the sandbox's function runs as, and the pool provider trusting it.
 pub const DEV_ROLE: &str = "arn:aws:iam::111122223333:role/vertex-dev-function";
+/// The workload identity pool provider of `--keyless`.
 pub const DEV_PROVIDER: &str =
     "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/vertex-dev/providers/aws";
 
+/// What `vertex-broker dev` was asked for.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
+    /// The broker's port.
     pub port: u16,
+    /// How often the secret rotates.
     pub rotate_every: Duration,
     /// Workload identity federation instead of a key: nothing to rotate.
     pub keyless: bool,
@@ -38,12 +43,25 @@ pub struct DevOptions {
 /// Why the sandbox could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
+    /// The embedded emulator could not start.
     #[error("cannot start the embedded Google emulator: {0}")]
     Emulator(std::io::Error),
+    /// The port is taken.
     #[error("cannot listen on 127.0.0.1:{port}: {source}; another broker may be running: pick another with --port N (make dev PORT=N)")]
-    Listen { port: u16, source: std::io::Error },
+    Listen {
+        /// The port asked for.
+        port: u16,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// The keyless sandbox's configuration file could not be written.
     #[error("cannot write the sandbox's credential configuration to {path}: {source}")]
-    Config { path: String, source: std::io::Error },
+    Config {
+        /// Where.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Runs the sandbox until `shutdown` resolves. `say` receives each line meant for the user.
@@ -198,7 +216,7 @@ fn keyless(
     let pool = DEV_PROVIDER.trim_start_matches("//iam.googleapis.com/").rsplit_once("/providers/").map_or("", |p| p.0);
     let role = creds.arn.rsplit_once('/').map_or(creds.arn.as_str(), |r| r.0);
     let member = format!("principalSet://iam.googleapis.com/{pool}/attribute.aws_role/{role}");
-    google.grant(DEV_ACCOUNT, google_emulator::state::WORKLOAD_IDENTITY_USER, &member);
+    google.grant(DEV_ACCOUNT, google_emulator::WORKLOAD_IDENTITY_USER, &member);
     // What `gcloud iam workload-identity-pools create-cred-config --aws --service-account` writes,
     // with Google's and AWS's endpoints replaced by the emulator's.
     let config = serde_json::json!({

@@ -23,23 +23,34 @@ const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// `gcloud iam workload-identity-pools create-cred-config --aws` writes it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CredentialConfig {
+    /// The workload identity pool provider's full resource name.
     pub audience: String,
+    /// `urn:ietf:params:aws:token-type:aws4_request`.
     pub subject_token_type: String,
+    /// Google STS's token endpoint.
     pub token_url: String,
+    /// The `generateAccessToken` URL of the account to impersonate, if any.
     pub service_account_impersonation_url: Option<String>,
+    /// The impersonated token's lifetime.
     #[serde(default)]
     pub service_account_impersonation: Option<ImpersonationOptions>,
+    /// Where the AWS credentials come from.
     pub credential_source: CredentialSource,
 }
 
+/// `service_account_impersonation` of a configuration.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ImpersonationOptions {
+    /// Seconds; Google's default is an hour.
     pub token_lifetime_seconds: Option<u64>,
 }
 
+/// `credential_source` of an AWS configuration.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CredentialSource {
+    /// `aws1`.
     pub environment_id: String,
+    /// The GetCallerIdentity URL, with `{region}` in it.
     pub regional_cred_verification_url: String,
 }
 
@@ -60,6 +71,7 @@ impl CredentialConfig {
         Self::parse(&text)
     }
 
+    /// Parses and checks a configuration's text.
     pub fn parse(text: &str) -> Result<Self, ConfigInvalid> {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| ConfigInvalid(format!("not JSON ({e}); give the file gcloud's create-cred-config wrote")))?;
@@ -126,7 +138,9 @@ impl CredentialConfig {
 /// Where the subject token's AWS credentials and region come from.
 #[derive(Clone, Debug)]
 pub struct AwsIdentity {
+    /// Where the credentials come from (the environment, a profile, a role).
     pub credentials: SharedCredentialsProvider,
+    /// The region the subject token is signed for.
     pub region: String,
 }
 
@@ -162,6 +176,7 @@ impl AwsIdentity {
 /// Builds subject tokens and exchanges them at Google STS.
 #[derive(Clone)]
 pub struct Federation {
+    /// The configuration it follows.
     pub config: CredentialConfig,
     aws: AwsIdentity,
     http: reqwest::Client,
@@ -173,6 +188,7 @@ fn aws_failure(message: String) -> TokenError {
 }
 
 impl Federation {
+    /// An exchange for `config`, signing with `aws`; `timeout` bounds each call.
     pub fn new(config: CredentialConfig, aws: AwsIdentity, timeout: Duration) -> Self {
         let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
         Self { config, aws, http }

@@ -23,46 +23,102 @@ use crate::key::ServiceAccountKey;
 /// A key as IAM lists it (never with private material).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoogleKey {
+    /// Google's key id.
     pub id: String,
+    /// When it was created.
     pub valid_after: Option<DateTime<Utc>>,
     /// None when the key never expires (Google says year 9999).
     pub valid_before: Option<DateTime<Utc>>,
+    /// Disabled.
     pub disabled: bool,
+    /// Created by a user (not a system-managed key).
     pub user_managed: bool,
 }
 
 /// Why an IAM call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IamError {
+    /// The account or key does not exist.
     #[error("Google IAM: {what} not found ({message})")]
-    NotFound { what: String, message: String },
+    NotFound {
+        /// What was asked for.
+        what: String,
+        /// Google's message.
+        message: String,
+    },
+    /// The account holds Google's maximum of 10 keys.
     #[error(
         "Google IAM: {account} already holds the maximum of 10 keys ({message}). Delete keys this \
          secret did not mint (`vertex-broker status` lists them; `gcloud iam service-accounts keys \
          delete KEY_ID --iam-account {account}`), then rotate again"
     )]
-    KeyLimit { account: String, message: String },
+    KeyLimit {
+        /// The account.
+        account: String,
+        /// Google's message.
+        message: String,
+    },
+    /// The org policy forbids creating keys.
     #[error(
         "Google IAM: key creation is forbidden on {account} by the organization policy \
          iam.disableServiceAccountKeyCreation ({message}). Ask an organization admin to exempt \
          this project from the constraint"
     )]
-    KeyCreationForbidden { account: String, message: String },
+    KeyCreationForbidden {
+        /// The account.
+        account: String,
+        /// Google's message.
+        message: String,
+    },
+    /// The caller lacks the IAM permission.
     #[error(
         "Google IAM: permission denied ({message}). The calling account needs \
          roles/iam.serviceAccountKeyAdmin on the service account"
     )]
-    PermissionDenied { message: String },
+    PermissionDenied {
+        /// Google's message.
+        message: String,
+    },
+    /// Google did not accept the bearer token.
     #[error("Google IAM: the access token was not accepted ({message})")]
-    Unauthenticated { message: String },
+    Unauthenticated {
+        /// Google's message.
+        message: String,
+    },
+    /// 429 or 5xx until the retries ran out.
     #[error("Google IAM: temporarily unavailable after {attempts} attempts (HTTP {status}: {message}); retry later")]
-    Unavailable { status: u16, message: String, attempts: usize },
+    Unavailable {
+        /// The last HTTP status.
+        status: u16,
+        /// Google's message.
+        message: String,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// No answer in time.
     #[error("Google IAM: no answer within {timeout:?} ({message}); retry later")]
-    Timeout { timeout: Duration, message: String },
+    Timeout {
+        /// The bound.
+        timeout: Duration,
+        /// What timed out.
+        message: String,
+    },
+    /// The endpoint could not be reached.
     #[error("Google IAM: could not connect to {endpoint} ({message})")]
-    Connect { endpoint: String, message: String },
+    Connect {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        message: String,
+    },
+    /// Any other answer.
     #[error("Google IAM: unexpected answer (HTTP {status}: {message})")]
-    Unexpected { status: u16, message: String },
+    Unexpected {
+        /// The HTTP status.
+        status: u16,
+        /// Google's message.
+        message: String,
+    },
 }
 
 impl IamError {
@@ -135,6 +191,7 @@ impl IamClient {
         }
     }
 
+    /// Retries 429 and 5xx answers by `retry`.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -170,24 +227,28 @@ impl IamClient {
         Ok(list.keys.iter().map(KeyJson::to_key).collect())
     }
 
+    /// One key of `account`.
     pub async fn get_key(&self, account: &str, key_id: &str) -> Result<GoogleKey, IamError> {
         let url = format!("{}/{key_id}", self.keys_url(account));
         let key: KeyJson = self.call(false, Method::GET, url, account, None).await?;
         Ok(key.to_key())
     }
 
+    /// Deletes a key for good.
     pub async fn delete_key(&self, account: &str, key_id: &str) -> Result<(), IamError> {
         let url = format!("{}/{key_id}", self.keys_url(account));
         let _: serde_json::Value = self.call(false, Method::DELETE, url, account, None).await?;
         Ok(())
     }
 
+    /// Disables a key (it can be enabled again).
     pub async fn disable_key(&self, account: &str, key_id: &str) -> Result<(), IamError> {
         let url = format!("{}/{key_id}:disable", self.keys_url(account));
         let _: serde_json::Value = self.call(false, Method::POST, url, account, Some(json!({}))).await?;
         Ok(())
     }
 
+    /// Enables a disabled key.
     pub async fn enable_key(&self, account: &str, key_id: &str) -> Result<(), IamError> {
         let url = format!("{}/{key_id}:enable", self.keys_url(account));
         let _: serde_json::Value = self.call(false, Method::POST, url, account, Some(json!({}))).await?;

@@ -79,6 +79,7 @@ pub struct IamCredentials {
 }
 
 impl IamCredentials {
+    /// A client whose calls are bounded by `timeout`.
     pub fn new(timeout: Duration) -> Self {
         Self { http: reqwest::Client::builder().timeout(timeout).build().unwrap_or_default() }
     }

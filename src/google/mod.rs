@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 pub struct Secret(Arc<Zeroizing<String>>);
 
 impl Secret {
+    /// Wraps a token or key string.
     pub fn new(value: String) -> Self {
         Self(Arc::new(Zeroizing::new(value)))
     }

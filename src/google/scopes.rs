@@ -16,19 +16,25 @@ pub const MAX_AUDIENCE_LEN: usize = 1024;
 /// Why a scope list or an audience was refused (the one-line reason of a 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
+    /// `scopes=` holds nothing.
     #[error("scopes= is empty; give one or more scope URLs, comma separated")]
     NoScopes,
+    /// A scope that is not Google's.
     #[error(
         "scope {0} is not a Google scope: use https:// URLs such as \
          https://www.googleapis.com/auth/cloud-platform, or openid, email, profile"
     )]
     BadScope(String),
+    /// More scopes than the broker serves in one set.
     #[error("scopes= names more than {MAX_SCOPES} scopes")]
     TooManyScopes,
+    /// An ID token asked for without an audience.
     #[error("identity needs audience=, the URL of the service the token is for")]
     NoAudience,
+    /// An audience longer than the broker accepts.
     #[error("audience is longer than {MAX_AUDIENCE_LEN} bytes")]
     LongAudience,
+    /// An audience that is not printable text.
     #[error("audience {0} holds control characters or bytes that are not UTF-8 text")]
     BadAudience(String),
 }

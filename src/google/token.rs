@@ -24,7 +24,9 @@ const ASSERTION_LIFETIME: i64 = 3600;
 /// A short-lived token and when it expires.
 #[derive(Debug, Clone)]
 pub struct Token {
+    /// The token itself; never printed.
     pub secret: Secret,
+    /// When it expires.
     pub expires_at: DateTime<Utc>,
 }
 
@@ -34,11 +36,30 @@ pub enum TokenError {
     /// The endpoint answered with an OAuth error, e.g. `invalid_grant` for a deleted or not yet
     /// propagated key.
     #[error("the token endpoint refused {key}: {error}: {description}")]
-    Refused { key: String, error: String, description: String },
+    Refused {
+        /// The key or principal asking.
+        key: String,
+        /// OAuth's error code.
+        error: String,
+        /// OAuth's description.
+        description: String,
+    },
+    /// The endpoint could not be reached or did not answer in time.
     #[error("could not reach the token endpoint {uri}: {message}")]
-    Unreachable { uri: String, message: String },
+    Unreachable {
+        /// The endpoint.
+        uri: String,
+        /// Why.
+        message: String,
+    },
+    /// The answer could not be read as a token.
     #[error("the token endpoint {uri} answered unexpectedly: {message}")]
-    BadResponse { uri: String, message: String },
+    BadResponse {
+        /// The endpoint.
+        uri: String,
+        /// What was wrong with it.
+        message: String,
+    },
 }
 
 impl TokenError {

@@ -25,10 +25,23 @@ pub struct Operator {
 /// Why following a rotation ended without it finishing.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
+    /// The version left both stages: another rotation replaced it, or it was cancelled.
     #[error("the rotation of {secret} stopped: version {version} is neither AWSPENDING nor AWSCURRENT")]
-    Stopped { secret: String, version: String },
+    Stopped {
+        /// The secret.
+        secret: String,
+        /// The version followed.
+        version: String,
+    },
+    /// The rotation was still running when the wait ended.
     #[error("the rotation of {secret} did not finish within {}", humantime::format_duration(*.timeout))]
-    TimedOut { secret: String, timeout: Duration },
+    TimedOut {
+        /// The secret.
+        secret: String,
+        /// How long it was followed.
+        timeout: Duration,
+    },
+    /// Secrets Manager failed while the rotation was followed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -62,6 +75,7 @@ pub async fn follow_rotation(
 }
 
 impl Operator {
+    /// The operator over `store`, with the engine's settings.
     pub fn new(store: Arc<dyn SecretStore>, settings: RotationSettings) -> Self {
         Self { engine: Rotation::new(store, settings) }
     }

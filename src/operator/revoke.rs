@@ -21,9 +21,13 @@ pub enum RevokeTarget {
 /// What a revoke would do, for the operator to confirm.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RevokePlan {
+    /// The secret's ARN.
     pub secret: String,
+    /// The account whose keys would go.
     pub account: String,
+    /// The keys, never the AWSCURRENT one.
     pub key_ids: Vec<String>,
+    /// `delete` or `disable` (`VERTEX_BROKER_REVOKE`).
     pub action: &'static str,
 }
 

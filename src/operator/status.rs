@@ -15,23 +15,32 @@ use crate::store::{AWSCURRENT, AWSPENDING};
 /// One Google key of the account, joined to the secret's versions.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyStatus {
+    /// Google's key id.
     pub key_id: String,
+    /// When Google created it.
     pub created: Option<DateTime<Utc>>,
+    /// When it expires, under the key-expiry org policy.
     pub expires: Option<DateTime<Utc>>,
+    /// Disabled at Google.
     pub disabled: bool,
     /// Minted by this secret (recorded in its version history).
     pub managed: bool,
     /// Stages of the version holding it, if a version still holds it.
     pub stages: Vec<String>,
+    /// The version holding it, if one does.
     pub version_id: Option<String>,
 }
 
 /// One version of the secret.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionStatus {
+    /// Secrets Manager's version id.
     pub version_id: String,
+    /// Its staging labels.
     pub stages: Vec<String>,
+    /// The Google key it holds, if it parses as one.
     pub key_id: Option<String>,
+    /// When the version was created.
     pub created: Option<DateTime<Utc>>,
 }
 
@@ -39,10 +48,32 @@ pub struct VersionStatus {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Warning {
-    NearKeyLimit { held: usize, limit: usize },
-    ExpiresBeforeNextRotation { key_id: String, expires: DateTime<Utc>, next_rotation: DateTime<Utc> },
-    StuckPending { version_id: String },
-    UnmanagedKeys { key_ids: Vec<String> },
+    /// The account is close to Google's key limit.
+    NearKeyLimit {
+        /// Keys it holds.
+        held: usize,
+        /// Google's limit (10).
+        limit: usize,
+    },
+    /// A key expires (org policy) before the next scheduled rotation.
+    ExpiresBeforeNextRotation {
+        /// The key.
+        key_id: String,
+        /// When it expires.
+        expires: DateTime<Utc>,
+        /// When the next rotation is due.
+        next_rotation: DateTime<Utc>,
+    },
+    /// A version has held AWSPENDING for a while: a rotation stopped half way.
+    StuckPending {
+        /// The pending version.
+        version_id: String,
+    },
+    /// The account holds keys this secret did not mint.
+    UnmanagedKeys {
+        /// Their ids.
+        key_ids: Vec<String>,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -76,16 +107,27 @@ impl fmt::Display for Warning {
 /// A secret and the Google keys of its account, side by side.
 #[derive(Debug, Clone, Serialize)]
 pub struct SecretStatus {
+    /// The secret's ARN.
     pub arn: String,
+    /// The secret's name.
     pub name: String,
+    /// The account of its AWSCURRENT key.
     pub account: String,
+    /// Whether Secrets Manager rotates it.
     pub rotation_enabled: bool,
+    /// The rotation function, if one is set.
     pub rotation_lambda_arn: Option<String>,
+    /// The rotation schedule, as an expression or "every N days".
     pub schedule: Option<String>,
+    /// When it last rotated.
     pub last_rotated: Option<DateTime<Utc>>,
+    /// When it rotates next.
     pub next_rotation: Option<DateTime<Utc>>,
+    /// Its versions, labelled or not.
     pub versions: Vec<VersionStatus>,
+    /// The account's keys at Google.
     pub keys: Vec<KeyStatus>,
+    /// What is about to go wrong.
     pub warnings: Vec<Warning>,
 }
 

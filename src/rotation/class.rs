@@ -6,6 +6,7 @@
 use super::RotationError;
 use crate::google::iam::IamError;
 
+/// The class of a rotation failure, reported to Lambda and CloudWatch as its errorType.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// Secrets Manager's event does not fit the secret (rotation off, unknown version or step).
@@ -35,6 +36,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// The name Lambda and CloudWatch show.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::PreCheckFailed => "PreCheckFailed",

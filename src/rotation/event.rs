@@ -9,9 +9,13 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct RotationEvent {
+    /// `createSecret`, `setSecret`, `testSecret` or `finishSecret`.
     pub step: String,
+    /// The secret's ARN.
     pub secret_id: String,
+    /// The version being rotated to.
     pub client_request_token: String,
+    /// Set when rotation crosses accounts or assumes a role; passed on to PutSecretValue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_token: Option<String>,
 }
@@ -19,19 +23,26 @@ pub struct RotationEvent {
 /// The four steps, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Mint a key and store it as AWSPENDING.
     CreateSecret,
+    /// Check the pending key belongs to the rotated account.
     SetSecret,
+    /// Mint a token with the pending key.
     TestSecret,
+    /// Make the pending version AWSCURRENT and revoke aged-out keys.
     FinishSecret,
 }
 
 impl Step {
+    /// The steps in the order Secrets Manager runs them.
     pub const ALL: [Step; 4] = [Step::CreateSecret, Step::SetSecret, Step::TestSecret, Step::FinishSecret];
 
+    /// The step named as in the event (`createSecret`...).
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|step| step.as_str() == s)
     }
 
+    /// The step's name as in the event.
     pub fn as_str(self) -> &'static str {
         match self {
             Step::CreateSecret => "createSecret",
@@ -48,15 +59,40 @@ pub enum Outcome {
     /// The version was already AWSCURRENT: nothing to do.
     AlreadyCurrent,
     /// createSecret minted `key_id` and stored it as AWSPENDING (after revoking `revoked`).
-    Created { key_id: String, revoked: Vec<String> },
+    Created {
+        /// The new key.
+        key_id: String,
+        /// Keys revoked to make room.
+        revoked: Vec<String>,
+    },
     /// createSecret found the pending key already stored.
-    AlreadyCreated { key_id: String },
+    AlreadyCreated {
+        /// The pending key.
+        key_id: String,
+    },
     /// setSecret checked the pending key belongs to the rotated account.
-    Verified { key_id: String },
+    Verified {
+        /// The pending key.
+        key_id: String,
+    },
     /// testSecret minted a token with the pending key after `attempts` tries.
-    Tested { key_id: String, attempts: u32, waited: Duration },
+    Tested {
+        /// The pending key.
+        key_id: String,
+        /// Tries it took.
+        attempts: u32,
+        /// Time spent waiting for propagation.
+        waited: Duration,
+    },
     /// finishSecret made `key_id` AWSCURRENT and revoked aged-out keys.
-    Promoted { key_id: String, revoked: Vec<String>, revoke_failures: Vec<String> },
+    Promoted {
+        /// The new AWSCURRENT key.
+        key_id: String,
+        /// Keys revoked.
+        revoked: Vec<String>,
+        /// Keys whose revocation failed (retried next rotation).
+        revoke_failures: Vec<String>,
+    },
 }
 
 impl fmt::Display for Outcome {

@@ -61,11 +61,17 @@ pub enum Invoker {
 /// The engine's settings (a subset of [`Config`]).
 #[derive(Debug, Clone)]
 pub struct RotationSettings {
+    /// Base URL of Google's IAM API (the emulator in tests).
     pub iam_endpoint: String,
+    /// `VERTEX_BROKER_ADMIN_SECRET_ID`: a secret whose key makes the IAM calls instead.
     pub admin_secret_id: Option<String>,
+    /// How long testSecret waits for a new key to work.
     pub propagation_timeout: Duration,
+    /// Whether aged-out keys are deleted or disabled.
     pub revoke: RevokeMode,
+    /// Bound on each AWS and Google call.
     pub http_timeout: Duration,
+    /// Retries of Google calls that failed for a while (429, 5xx).
     pub retry: RetryPolicy,
 }
 
@@ -95,6 +101,7 @@ pub struct Rotation {
 }
 
 impl Rotation {
+    /// The engine over `store`.
     pub fn new(store: Arc<dyn SecretStore>, settings: RotationSettings) -> Self {
         let tokens = TokenClient::new(settings.http_timeout);
         Self { store, settings, http: reqwest::Client::new(), tokens, versions_seen: Default::default() }

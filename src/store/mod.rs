@@ -15,22 +15,33 @@ use zeroize::Zeroizing;
 pub use memory::MemoryStore;
 pub use secrets_manager::SecretsManagerStore;
 
+/// The stage of the version in use.
 pub const AWSCURRENT: &str = "AWSCURRENT";
+/// The stage of a version being rotated to.
 pub const AWSPENDING: &str = "AWSPENDING";
+/// The stage of the version used before AWSCURRENT.
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 
 /// What DescribeSecret says about a secret.
 #[derive(Debug, Clone, Default)]
 pub struct SecretDescription {
+    /// The secret's ARN.
     pub arn: String,
+    /// The secret's name.
     pub name: String,
+    /// Whether rotation is turned on.
     pub rotation_enabled: bool,
     /// Version id -> its staging labels (only versions that hold a label).
     pub versions: BTreeMap<String, Vec<String>>,
+    /// The rotation function, if one is set.
     pub rotation_lambda_arn: Option<String>,
+    /// `AutomaticallyAfterDays`, if the schedule is set that way.
     pub rotation_days: Option<i64>,
+    /// `ScheduleExpression`, if the schedule is set that way.
     pub rotation_schedule: Option<String>,
+    /// When it last rotated.
     pub last_rotated: Option<DateTime<Utc>>,
+    /// When it rotates next.
     pub next_rotation: Option<DateTime<Utc>>,
 }
 
@@ -40,6 +51,7 @@ impl SecretDescription {
         self.versions.iter().find(|(_, s)| s.iter().any(|x| x == stage)).map(|(v, _)| v.as_str())
     }
 
+    /// The staging labels of `version` (none if it holds none).
     pub fn stages_of(&self, version: &str) -> &[String] {
         self.versions.get(version).map(Vec::as_slice).unwrap_or(&[])
     }
@@ -48,15 +60,21 @@ impl SecretDescription {
 /// One version as ListSecretVersionIds reports it, labelled or not.
 #[derive(Debug, Clone)]
 pub struct VersionInfo {
+    /// The version id.
     pub version_id: String,
+    /// Its staging labels.
     pub stages: Vec<String>,
+    /// When it was created.
     pub created: Option<DateTime<Utc>>,
 }
 
 /// A secret value. Debug never shows it; it is zeroized on drop.
 pub struct SecretValue {
+    /// The version id.
     pub version_id: String,
+    /// Its staging labels.
     pub stages: Vec<String>,
+    /// The value, zeroized on drop.
     pub value: Zeroizing<String>,
 }
 
@@ -73,15 +91,38 @@ impl fmt::Debug for SecretValue {
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum StoreError {
+    /// The secret or version does not exist.
     #[error("{operation}: {what} not found in Secrets Manager ({message})")]
-    NotFound { operation: &'static str, what: String, message: String },
+    NotFound {
+        /// The call.
+        operation: &'static str,
+        /// What was asked for.
+        what: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// AWS refused the call (permissions, state, validation).
     #[error("{operation} refused: {message}")]
-    Refused { operation: &'static str, code: String, message: String },
+    Refused {
+        /// The call.
+        operation: &'static str,
+        /// AWS's error code.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// The call failed in transit or AWS failed it (timeouts, 5xx).
     #[error("{operation} failed: {message}")]
-    Unavailable { operation: &'static str, message: String },
+    Unavailable {
+        /// The call.
+        operation: &'static str,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl StoreError {
+    /// The secret or version does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
     }

@@ -17,6 +17,7 @@ pub struct SecretsManagerStore {
 }
 
 impl SecretsManagerStore {
+    /// The store over a Secrets Manager client.
     pub fn new(client: Client) -> Self {
         Self { client }
     }
@@ -56,6 +57,7 @@ impl SecretsManagerStore {
         Some(Self::new(Client::from_conf(config.build())))
     }
 
+    /// The client, for the calls the store does not wrap.
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -23,17 +23,22 @@ const GATEWAY_GRACE: Duration = Duration::from_millis(250);
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpApiRequest {
+    /// The request body: the prompt as JSON text (base64 when `is_base64_encoded`).
     #[serde(default)]
     pub body: Option<String>,
+    /// Whether API Gateway base64-encoded the body.
     #[serde(default)]
     pub is_base64_encoded: bool,
+    /// Where the request id comes from.
     #[serde(default)]
     pub request_context: RequestContext,
 }
 
+/// The request context of an HTTP API event: the part the proxy logs.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestContext {
+    /// API Gateway's id for the request, echoed in the answer and the log.
     #[serde(default)]
     pub request_id: String,
 }
@@ -42,8 +47,11 @@ pub struct RequestContext {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpApiResponse {
+    /// The HTTP status API Gateway answers with.
     pub status_code: u16,
+    /// Answer headers.
     pub headers: HashMap<String, String>,
+    /// The answer body, JSON text.
     pub body: String,
 }
 

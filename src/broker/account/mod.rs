@@ -38,16 +38,22 @@ enum Kind {
 /// The key the broker signs with, and the secret version it came from.
 #[derive(Clone)]
 pub struct CurrentKey {
+    /// The parsed key.
     pub key: ServiceAccountKey,
+    /// The AWSCURRENT version it was read from.
     pub version_id: String,
 }
 
 /// Request and upstream counters, for the status endpoint.
 #[derive(Default)]
 pub struct Counters {
+    /// Token requests answered from the cache.
     pub hits: AtomicU64,
+    /// Tokens minted at Google.
     pub mints: AtomicU64,
+    /// Mints and secret reads that failed upstream.
     pub upstream_errors: AtomicU64,
+    /// Times a new key was loaded from the secret.
     pub key_reloads: AtomicU64,
     /// Requests refused by a mint limit (429).
     pub limited: AtomicU64,
@@ -58,7 +64,12 @@ pub enum Source {
     /// The rotated key in the secret `secret_id`.
     Key,
     /// AWS workload identity federation; with the configuration's own impersonation, if any.
-    Federation { federation: Box<Federation>, impersonation: Option<Impersonation> },
+    Federation {
+        /// The exchange of AWS credentials for a federated token at Google STS.
+        federation: Box<Federation>,
+        /// The account the configuration impersonates with that token, if it names one.
+        impersonation: Option<Impersonation>,
+    },
 }
 
 /// The scope a caller token for impersonation carries.
@@ -66,6 +77,7 @@ const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// A cached caller token is reused while it has at least this long left.
 const CALLER_MIN_LIFE: Duration = Duration::from_secs(300);
 
+/// One served account: where its tokens come from, and its caches of access and ID tokens.
 pub struct Account {
     /// The secret holding the key (`Source::Key`); a label for other sources.
     pub secret_id: String,
@@ -91,12 +103,14 @@ pub struct Account {
     id: TokenCache<String>,
     limiter: Arc<MintLimiter>,
     metrics: Arc<Metrics>,
+    /// Hits, mints, errors and key reloads, for the status endpoint.
     pub counters: Counters,
 }
 
 /// How an account's caches are bounded.
 #[derive(Clone)]
 pub struct AccountLimits {
+    /// When tokens are renewed and how failures back off.
     pub policy: CachePolicy,
     /// Slots per cache (scope sets; audiences).
     pub max_slots: usize,
@@ -109,6 +123,7 @@ pub struct AccountLimits {
 }
 
 impl Account {
+    /// An account whose key is read from the secret `secret_id` (re-read every `secret_ttl`).
     pub fn new(
         secret_id: String,
         store: Arc<dyn SecretStore>,
@@ -159,10 +174,12 @@ impl Account {
         self
     }
 
+    /// Where its tokens come from.
     pub fn source(&self) -> &Source {
         &self.source
     }
 
+    /// The account it impersonates (`VERTEX_BROKER_IMPERSONATE`), if any.
     pub fn impersonation(&self) -> Option<&Impersonation> {
         self.impersonation.as_ref()
     }
@@ -206,6 +223,7 @@ impl Account {
         }
     }
 
+    /// Why the last secret read failed, if it did (cleared by the next good read).
     pub fn key_error(&self) -> Option<String> {
         crate::lock(&self.key_error).clone()
     }
@@ -385,6 +403,7 @@ impl Account {
         &self.access
     }
 
+    /// The same for ID tokens, one slot per audience.
     pub fn id_cache(&self) -> &TokenCache<String> {
         &self.id
     }

@@ -18,7 +18,9 @@ pub enum Step {
 /// and what to change.
 #[derive(Debug, Clone)]
 pub struct Refusal {
+    /// What Google said, in a sentence.
     pub reason: String,
+    /// What to change, when we know.
     pub fix: Option<String>,
 }
 

@@ -39,6 +39,7 @@ impl ReplayBudget {
     }
 
     /// Bytes held now.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
     }

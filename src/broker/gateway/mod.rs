@@ -12,12 +12,12 @@
 //! | [`usage`] | token counts read from the answer's tail |
 //! | [`report`] | the audit line and the call's metrics, written when the answer ends |
 
-pub mod body;
-pub mod error;
-pub mod report;
-pub mod retry;
-pub mod route;
-pub mod usage;
+pub(crate) mod body;
+pub(crate) mod error;
+pub(crate) mod report;
+pub(crate) mod retry;
+pub(crate) mod route;
+pub(crate) mod usage;
 
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use hyper::{Method, Request, Response};
 use tokio::time::Instant;
 
 use self::body::{Download, ReplayBudget, Upload, UploadState};
-pub use self::error::GatewayError;
+pub(crate) use self::error::GatewayError;
 use self::error::{no_token, too_large};
 use self::report::CallReport;
 use self::retry::{Decision, Retries};
@@ -75,6 +75,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The gateway with its own upstream connection pool; `connect_timeout` bounds each connect.
     pub fn new(settings: VertexGateway, connect_timeout: Duration) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(connect_timeout)

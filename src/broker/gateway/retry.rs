@@ -36,10 +36,6 @@ impl Retries {
         Self { delays, deadline }
     }
 
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
     /// After a retryable answer: the wait before the next attempt, or why not. `retry_after` is
     /// the upstream's header; `last_attempt` how long that attempt took to answer (the estimate
     /// of the next one's).

@@ -20,9 +20,13 @@ const V1: &str = "/computeMetadata/v1";
 /// What to answer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// HTTP status.
     pub status: u16,
+    /// `Content-Type` of the body.
     pub content_type: &'static str,
+    /// The body: text or JSON.
     pub body: String,
+    /// Seconds for `Retry-After`, on refusals that may be retried.
     pub retry_after: Option<u64>,
 }
 
@@ -88,17 +92,23 @@ pub async fn handle(broker: &Broker, method: &Method, uri: &Uri, headers: &Heade
 pub enum Route<'a> {
     /// A fixed directory listing.
     Listing(&'static str),
+    /// `project/project-id`.
     ProjectId,
+    /// `universe/universe-domain` (`googleapis.com`).
     UniverseDomain,
     /// `service-accounts/`; with `?recursive=true` every account's details as JSON (Java's
     /// google-auth-library reads the default account's email that way).
     ListAccounts {
+        /// Asked with `?recursive=true`.
         recursive: bool,
     },
+    /// The broker's own `/status` (JSON, for operators).
     Status,
     /// `.../service-accounts/{name}/{leaf}`; `name` is `default` or an email.
     Account {
+        /// The account asked for.
         name: &'a str,
+        /// What of it.
         leaf: Leaf,
     },
 }
@@ -108,9 +118,13 @@ pub enum Route<'a> {
 pub enum Leaf {
     /// `?recursive=true`: aliases, email and scopes as JSON.
     Recursive,
+    /// The account's directory listing.
     Listing,
+    /// `email`.
     Email,
+    /// `aliases`.
     Aliases,
+    /// `scopes`, one per line.
     Scopes,
     /// An access token; `None` means the default scopes, else the scope set's cache key.
     Token(Option<String>),

@@ -27,6 +27,7 @@ pub struct CachePolicy {
     pub min_life: Duration,
     /// First wait after an upstream failure; doubles per failure up to `backoff_max`.
     pub backoff_first: Duration,
+    /// The longest wait between failed mints.
     pub backoff_max: Duration,
 }
 
@@ -57,8 +58,11 @@ impl CachePolicy {
 /// The last upstream failure of a slot, and when minting may be tried again.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// What went wrong, for the caller.
     pub message: String,
+    /// Failures in a row.
     pub count: u32,
+    /// No mint before then.
     pub retry_at: Instant,
 }
 
@@ -105,7 +109,12 @@ impl Slot {
 /// What `lookup` found for a request.
 pub enum Lookup {
     /// A servable token; `refresh` says a background refresh is due (and none is running).
-    Hit { token: Token, refresh: bool },
+    Hit {
+        /// The token to serve.
+        token: Token,
+        /// A background refresh is due and none is running: the caller should start one.
+        refresh: bool,
+    },
     /// No servable token: the caller must mint (via `fill`).
     Miss,
 }
@@ -114,6 +123,7 @@ pub enum Lookup {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct Unavailable {
+    /// Why, for the caller.
     pub message: String,
     /// Seconds until the broker will ask Google again.
     pub retry_after: u64,
@@ -122,8 +132,10 @@ pub struct Unavailable {
 /// Why no token was served.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NoToken {
+    /// No servable token, and minting one failed or is backing off.
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
+    /// Over the broker's mint limits.
     #[error(transparent)]
     Limited(#[from] Limited),
 }
@@ -141,6 +153,7 @@ pub enum Admission {
 /// Counts for the status endpoint, cheap whatever the number of slots.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SlotCounts {
+    /// Slots in use.
     pub slots: usize,
     /// Holding a token that may be served.
     pub servable: usize,
@@ -151,11 +164,15 @@ pub struct SlotCounts {
 /// One slot as the status endpoint shows it.
 #[derive(Debug, Clone)]
 pub struct SlotView<K> {
+    /// Its key (a scope set or an audience).
     pub key: K,
+    /// When its token expires, if it holds one.
     pub expires_at: Option<chrono::DateTime<Utc>>,
+    /// Its last upstream failure, if the last mint failed.
     pub last_error: Option<String>,
 }
 
+/// Tokens by key (scope set or audience), bounded, with single-flight minting and refresh-ahead.
 pub struct TokenCache<K> {
     slots: RwLock<HashMap<K, Arc<Slot>>>,
     policy: CachePolicy,
@@ -186,6 +203,7 @@ fn millis(at: Instant) -> u64 {
 }
 
 impl<K: Hash + Eq + Clone> TokenCache<K> {
+    /// A cache of at most `capacity` slots; `pinned` is never evicted.
     pub fn new(policy: CachePolicy, capacity: usize, pinned: Option<K>) -> Self {
         Self { slots: RwLock::default(), policy, capacity: capacity.max(1), pinned, evictions: AtomicU64::new(0) }
     }

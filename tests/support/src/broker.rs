@@ -7,13 +7,17 @@ use vertex_broker::broker::token_cache::CachePolicy;
 use vertex_broker::broker::{server, Broker, BrokerSettings};
 use vertex_broker::store::SecretStore;
 
+/// A broker serving in this test process; dropping it stops the server.
 pub struct RunningBroker {
+    /// Where it listens (127.0.0.1, a free port).
     pub addr: std::net::SocketAddr,
+    /// The broker itself, for reading its accounts and metrics.
     pub broker: Arc<Broker>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl RunningBroker {
+    /// A broker over `store` serving `secret_ids`, with the secret TTL and cache policy given.
     pub async fn start(store: Arc<dyn SecretStore>, secret_ids: &[&str], ttl: Duration, cache: CachePolicy) -> Self {
         let settings = BrokerSettings {
             scopes: vec!["https://www.googleapis.com/auth/cloud-platform".into()],
@@ -38,11 +42,11 @@ impl RunningBroker {
         Self { addr, broker, stop: Some(stop) }
     }
 
+    /// The URL of `path` on this broker.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    /// GET with the metadata header, as Google's clients send it.
     /// The default account's token answer as JSON (panics unless 200).
     pub async fn get_token(&self) -> serde_json::Value {
         let r = self.get("/computeMetadata/v1/instance/service-accounts/default/token").await;
@@ -52,6 +56,7 @@ impl RunningBroker {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// GET with the metadata header, as Google's clients send it.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         reqwest::Client::new().get(self.url(path)).header("Metadata-Flavor", "Google").send().await.unwrap()
     }

@@ -11,6 +11,7 @@ use axum::Router;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+/// What the extension under test sent to the Extensions API.
 #[derive(Default, Debug, Clone)]
 pub struct Seen {
     /// `Lambda-Extension-Name` of each registration, and the events asked for.
@@ -21,6 +22,7 @@ pub struct Seen {
     pub poll_times: Vec<std::time::Instant>,
     /// (error type header, body) of each `/init/error`.
     pub init_errors: Vec<(String, Value)>,
+    /// (error type header, body) of each `/exit/error`.
     pub exit_errors: Vec<(String, Value)>,
 }
 
@@ -30,13 +32,16 @@ struct Shared {
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
 }
 
+/// The Extensions API the extension under test registers with; serves until the test ends.
 pub struct ExtensionsApi {
+    /// Where it listens; give it as `AWS_LAMBDA_RUNTIME_API`.
     pub addr: std::net::SocketAddr,
     shared: Arc<Shared>,
     events: mpsc::UnboundedSender<Value>,
 }
 
 impl ExtensionsApi {
+    /// Starts on a free loopback port.
     pub async fn start() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -56,10 +61,12 @@ impl ExtensionsApi {
         Self { addr, shared, events: tx }
     }
 
+    /// Everything received so far.
     pub fn seen(&self) -> Seen {
         self.shared.seen.lock().unwrap().clone()
     }
 
+    /// Queues `event` (INVOKE or SHUTDOWN) for the extension's next `/event/next`.
     pub fn send(&self, event: Value) {
         self.events.send(event).unwrap();
     }

@@ -7,12 +7,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use vertex_broker::store::*;
 
+/// The store operation a `FailingStore` fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// PutSecretValue.
     Put,
+    /// UpdateSecretVersionStage.
     UpdateStage,
 }
 
+/// A store that fails one chosen call and forwards the rest.
 pub struct FailingStore {
     inner: Arc<dyn SecretStore>,
     op: Op,

@@ -11,8 +11,11 @@ pub const AWS_ACCOUNT: &str = "123456789012";
 /// Temporary credentials of an assumed role, as Lambda hands a function.
 #[derive(Clone, Debug)]
 pub struct AwsCredentials {
+    /// The access key id (`ASIA...`).
     pub access_key_id: String,
+    /// The secret that signs requests.
     pub secret_access_key: String,
+    /// The session token, sent as `x-amz-security-token`.
     pub session_token: String,
     /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`
     pub arn: String,

@@ -79,6 +79,7 @@ pub fn lambda_binary(override_var: &str, built: &str) -> tokio::process::Command
     }
 }
 
+/// Environment variables that point a child process's AWS SDK at this binary's moto.
 pub fn aws_env() -> [(&'static str, String); 4] {
     [
         ("AWS_ENDPOINT_URL", moto_endpoint()),
@@ -88,6 +89,7 @@ pub fn aws_env() -> [(&'static str, String); 4] {
     ]
 }
 
+/// A Secrets Manager client on this binary's moto.
 pub fn sm_client() -> Client {
     let conf = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -134,12 +136,17 @@ pub async fn wait_listening(port: u16) {
 /// A server-sent-event answer read to its end: the first chunk as it arrived, when it arrived
 /// and when the stream ended (measured from `started`), and every `data:` event parsed.
 pub struct SseRead {
+    /// The first chunk, as it arrived.
     pub first: String,
+    /// When the first chunk arrived.
     pub first_at: Duration,
+    /// When the stream ended.
     pub done_at: Duration,
+    /// Each `data:` event, parsed.
     pub events: Vec<serde_json::Value>,
 }
 
+/// Reads an SSE answer to its end, timing its first chunk and its end from `started`.
 pub async fn read_sse(mut resp: reqwest::Response, started: std::time::Instant) -> SseRead {
     let first = resp.chunk().await.unwrap().expect("a first event");
     let first_at = started.elapsed();
@@ -194,15 +201,22 @@ pub fn settings(emu: &Emulator) -> RotationSettings {
 
 /// A secret in moto holding a key the emulator minted for a fresh account.
 pub struct Fixture {
+    /// The Google emulator the key belongs to.
     pub emu: Emulator,
+    /// A Secrets Manager client on moto.
     pub sm: Client,
+    /// The same moto as the engine's store.
     pub store: Arc<SecretsManagerStore>,
+    /// The secret's ARN.
     pub secret: String,
+    /// The service account's email.
     pub account: String,
+    /// Rotation settings pointed at the emulator.
     pub settings: RotationSettings,
 }
 
 impl Fixture {
+    /// A fresh account with one seeded key, stored in a new secret named after `prefix`.
     pub async fn new(prefix: &str) -> Self {
         let emu = Emulator::start().await.unwrap();
         let account = account(prefix);
@@ -225,10 +239,12 @@ impl Fixture {
         }
     }
 
+    /// The rotation engine on this fixture's secret.
     pub fn rotation(&self) -> Rotation {
         Rotation::new(self.store.clone(), self.settings.clone())
     }
 
+    /// The rotation engine over another store (a failing one, say), same settings.
     pub fn rotation_on(&self, store: Arc<dyn SecretStore>) -> Rotation {
         Rotation::new(store, self.settings.clone())
     }
@@ -254,6 +270,7 @@ impl Fixture {
         self.version_with("AWSPENDING").await.expect("RotateSecret labelled a version AWSPENDING")
     }
 
+    /// The Secrets Manager event for `step` of the rotation `token`.
     pub fn event(&self, step: Step, token: &str) -> RotationEvent {
         RotationEvent {
             step: step.as_str().to_string(),
@@ -263,6 +280,7 @@ impl Fixture {
         }
     }
 
+    /// Runs one step as the rotation Lambda would.
     pub async fn step(&self, rotation: &Rotation, step: Step, token: &str) -> Result<Outcome, RotationError> {
         rotation.run(&self.event(step, token), None).await
     }
@@ -282,15 +300,18 @@ impl Fixture {
         token
     }
 
+    /// Each version id of the secret with its staging labels.
     pub async fn stages(&self) -> std::collections::HashMap<String, Vec<String>> {
         let d = self.sm.describe_secret().secret_id(&self.secret).send().await.unwrap();
         d.version_ids_to_stages().cloned().unwrap_or_default()
     }
 
+    /// The version that carries `stage`, if any.
     pub async fn version_with(&self, stage: &str) -> Option<String> {
         self.stages().await.into_iter().find(|(_, s)| s.iter().any(|x| x == stage)).map(|(v, _)| v)
     }
 
+    /// The key stored under `stage`, if that version parses as one.
     pub async fn key_at(&self, stage: &str) -> Option<ServiceAccountKey> {
         let out = self.sm.get_secret_value().secret_id(&self.secret).version_stage(stage).send().await.ok()?;
         ServiceAccountKey::parse(out.secret_string()?).ok()

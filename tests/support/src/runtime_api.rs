@@ -15,8 +15,11 @@ use tokio::sync::{mpsc, Mutex};
 /// What the function answered for one invocation.
 #[derive(Debug)]
 pub enum Answer {
+    /// The invocation's response.
     Response(Value),
+    /// An invocation error (`errorType`, `errorMessage`).
     Error(Value),
+    /// An error during init.
     InitError(Value),
 }
 
@@ -26,7 +29,9 @@ struct Shared {
     first_poll: std::sync::Mutex<Option<Instant>>,
 }
 
+/// The Runtime API a function's `bootstrap` runs against; serves until the test ends.
 pub struct RuntimeApi {
+    /// Where it listens; give it as `AWS_LAMBDA_RUNTIME_API`.
     pub addr: std::net::SocketAddr,
     events: mpsc::UnboundedSender<(String, Value)>,
     answers: mpsc::UnboundedReceiver<(String, Answer)>,
@@ -34,6 +39,7 @@ pub struct RuntimeApi {
 }
 
 impl RuntimeApi {
+    /// Starts on a free loopback port.
     pub async fn start() -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (answers_tx, answers_rx) = mpsc::unbounded_channel();
