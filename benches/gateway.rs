@@ -1,8 +1,9 @@
 //! `make bench` (gateway): what the Vertex gateway adds. `vertex-broker serve` (release, its own
 //! process, audit lines and metrics on as shipped) forwards `:generateContent` to the Google
 //! emulator; the baseline is the same call sent to the emulator directly with the broker's token,
-//! interleaved round by round. Prints p50/p99 at 1 and 10 concurrent callers, the added time to the
-//! first SSE event, and the broker's RSS idle and with 32 streams open. Asserts nothing.
+//! interleaved round by round. Prints p50/p99 at 1 and 10 concurrent callers with the broker's CPU
+//! time per call (its own work, apart from queueing on shared cores), the added time to the first
+//! SSE event, and its RSS idle and with 32 streams open. Asserts nothing.
 
 use test_support as support;
 
@@ -52,20 +53,26 @@ async fn run() {
     println!("gateway: serve (release, one thread) -> emulator vs. emulator directly; {ROUNDS} interleaved rounds");
     for callers in [1usize, 10] {
         let (mut d, mut g) = (Vec::new(), Vec::new());
+        // The broker's own CPU time during its rounds: its work per call, apart from queueing.
+        let mut cpu = 0.0;
         for round in 0..ROUNDS {
             // Alternate which goes first, so neither always runs on a warmer machine.
             if round % 2 == 0 {
                 d.extend(load(&direct, callers).await);
+                let before = cpu_seconds(pid);
                 g.extend(load(&gateway, callers).await);
+                cpu += cpu_seconds(pid) - before;
             } else {
+                let before = cpu_seconds(pid);
                 g.extend(load(&gateway, callers).await);
+                cpu += cpu_seconds(pid) - before;
                 d.extend(load(&direct, callers).await);
             }
         }
         let (d50, d99, g50, g99) = (pct(&mut d, 50.0), pct(&mut d, 99.0), pct(&mut g, 50.0), pct(&mut g, 99.0));
         println!(
             "  {callers:>2} caller(s), generateContent, {} calls each: direct p50 {:.3} ms p99 {:.3} ms | gateway p50 {:.3} ms \
-             p99 {:.3} ms | added p50 {:.3} ms p99 {:.3} ms ({:.2}x / {:.2}x)",
+             p99 {:.3} ms | added p50 {:.3} ms p99 {:.3} ms ({:.2}x / {:.2}x) | broker CPU {:.0} us per call",
             d.len(),
             ms(d50),
             ms(d99),
@@ -75,6 +82,7 @@ async fn run() {
             ms(g99.saturating_sub(d99)),
             g50.as_secs_f64() / d50.as_secs_f64(),
             g99.as_secs_f64() / d99.as_secs_f64(),
+            cpu * 1e6 / g.len() as f64,
         );
     }
 
@@ -186,6 +194,18 @@ async fn load(t: &Target, callers: usize) -> Vec<Duration> {
         all.extend(t.await.unwrap());
     }
     all
+}
+
+/// User plus system CPU time of process `pid` so far, from `/proc/PID/stat` (USER_HZ = 100 ticks
+/// a second on Linux, so read it over many calls).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line; `rest` starts at field 3.
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// Time from sending a streaming call to its first event.
