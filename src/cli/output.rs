@@ -5,12 +5,27 @@ use std::fmt::Display;
 use std::io::Write;
 
 /// `--output`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Lines for people.
     Text,
     /// One JSON document, for scripts.
     Json,
+}
+
+// By hand rather than derived: clap would turn the variants' doc comments into a long
+// "Possible values" block in every command's --help, where `[possible values: text, json]` says it.
+impl clap::ValueEnum for Format {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Format::Text, Format::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        }))
+    }
 }
 
 /// Writes a command's output in the chosen format.
