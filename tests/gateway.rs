@@ -153,7 +153,7 @@ async fn the_gateway_forwards_model_calls_only_from_local_programs() {
     let url = b.url(&format!("/vertex{MODEL}:generateContent"));
     let status = |r: reqwest::Response| r.status().as_u16();
     assert_eq!(status(post(&url, &prompt("hi"), &[("origin", "http://attacker.example")]).await), 403);
-    assert_eq!(status(post(&url, &prompt("hi"), &[("sec-fetch-mode", "no-cors")]).await), 403);
+    assert_eq!(status(post(&url, &prompt("hi"), &[("sec-fetch-dest", "empty")]).await), 403);
     assert_eq!(status(post(&url, &prompt("hi"), &[("host", "attacker.example")]).await), 403);
     assert_eq!(status(post(&url, &prompt("hi"), &[("x-forwarded-for", "10.0.0.1")]).await), 403);
     let client = reqwest::Client::new();

@@ -7,7 +7,7 @@
 //! ([`check_caller`], which the Vertex gateway applies too), then for the metadata endpoints the
 //! method and `Metadata-Flavor`. The first failure is the answer, in one line.
 
-use hyper::header::{HeaderMap, HOST, ORIGIN};
+use hyper::header::{HeaderMap, HOST};
 use hyper::{Method, Uri};
 
 /// Longest request target accepted (path and query).
@@ -62,9 +62,7 @@ pub fn check_caller(uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
             format!("vertex-broker: requests relayed through a proxy ({name} header) are refused"),
         ));
     }
-    if let Some(name) =
-        headers.keys().map(|k| k.as_str()).find(|k| *k == ORIGIN.as_str() || k.starts_with("sec-fetch-"))
-    {
+    if let Some(name) = headers.keys().map(|k| k.as_str()).find(|k| is_browser_header(k)) {
         return Err(Refusal::new(
             403,
             format!(
@@ -79,6 +77,14 @@ pub fn check_caller(uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
         return Err(Refusal::new(414, format!("vertex-broker: request target longer than {MAX_URI} bytes")));
     }
     Ok(())
+}
+
+/// What only a browser sends: `Origin`, and the fetch metadata naming the requesting site, the
+/// destination and a user's navigation. `Sec-Fetch-Mode` alone is not one: Node's built-in
+/// `fetch` (undici) sends `sec-fetch-mode: cors` on every request, and a browser that sends it
+/// always sends `Sec-Fetch-Site` and `Sec-Fetch-Dest` with it.
+fn is_browser_header(name: &str) -> bool {
+    matches!(name, "origin" | "sec-fetch-site" | "sec-fetch-dest" | "sec-fetch-user")
 }
 
 /// `X-Forwarded-*`, `Forwarded` and `Via`: a proxy is relaying someone else's request.
@@ -195,7 +201,8 @@ mod tests {
         for (name, value) in [
             ("origin", "http://attacker.example"),
             ("sec-fetch-site", "same-origin"),
-            ("sec-fetch-mode", "cors"),
+            ("sec-fetch-dest", "empty"),
+            ("sec-fetch-user", "?1"),
             ("x-forwarded-for", "10.0.0.1"),
             ("x-forwarded-host", "evil"),
             ("forwarded", "for=10.0.0.1"),
@@ -205,6 +212,16 @@ mod tests {
             assert_eq!(r.status, 403, "{name}");
             assert!(r.reason.contains(name), "{name}: {}", r.reason);
         }
+    }
+
+    #[test]
+    fn nodes_fetch_is_not_a_browser() {
+        // What undici adds to every request; a browser adds Sec-Fetch-Site and -Dest with it.
+        let node = with(&[("sec-fetch-mode", "cors"), ("accept-language", "*"), ("user-agent", "node")]);
+        assert_eq!(request("GET", "/", &node), Ok(()));
+        let chromium =
+            with(&[("sec-fetch-mode", "cors"), ("sec-fetch-site", "same-origin"), ("sec-fetch-dest", "empty")]);
+        assert_eq!(request("GET", "/", &chromium).unwrap_err().status, 403);
     }
 
     #[test]

@@ -41,7 +41,7 @@ use metrics::Metrics;
 use mint_limit::MintLimiter;
 use token_cache::CachePolicy;
 
-use crate::config::{Config, Limits, VertexGateway};
+use crate::config::{Config, Limits, TokenEndpoints, VertexGateway};
 use crate::google::federation::{AwsIdentity, CredentialConfig, Federation};
 use crate::google::iam_credentials::Impersonation;
 use crate::google::token::TokenClient;
@@ -79,8 +79,8 @@ pub struct BrokerSettings {
     pub project_id: Option<String>,
     /// The Vertex gateway's endpoint, deadline, retries and body limit.
     pub vertex: VertexGateway,
-    /// Whether the metadata token and identity endpoints answer (`VERTEX_BROKER_TOKEN_ENDPOINTS`).
-    pub token_endpoints: bool,
+    /// What the metadata token and identity endpoints hand out (`VERTEX_BROKER_TOKEN_ENDPOINTS`).
+    pub token_endpoints: TokenEndpoints,
     /// CloudWatch namespace; `None` turns metrics off.
     pub metrics_namespace: Option<String>,
     /// Whether gateway calls write audit lines.
@@ -170,7 +170,7 @@ pub struct Broker {
     gateway: Gateway,
     metrics: Arc<Metrics>,
     invocation: CurrentInvocation,
-    token_endpoints: bool,
+    token_endpoints: TokenEndpoints,
     audit: bool,
 }
 
@@ -293,8 +293,8 @@ impl Broker {
         &self.metrics
     }
 
-    /// Whether the metadata token and identity endpoints answer (`VERTEX_BROKER_TOKEN_ENDPOINTS`).
-    pub fn token_endpoints(&self) -> bool {
+    /// What the metadata token and identity endpoints hand out (`VERTEX_BROKER_TOKEN_ENDPOINTS`).
+    pub fn token_endpoints(&self) -> TokenEndpoints {
         self.token_endpoints
     }
 

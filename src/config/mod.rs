@@ -5,6 +5,13 @@ use std::time::Duration;
 
 use crate::text::split_list;
 
+mod allowed_models;
+mod vars;
+mod vertex;
+pub use allowed_models::{AllowedModels, ModelName};
+use vars::Vars;
+pub use vertex::{is_location, TokenEndpoints, VertexGateway};
+
 /// Default scope for access tokens.
 pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Default broker port on 127.0.0.1 (2773 belongs to AWS's secrets agent).
@@ -63,45 +70,13 @@ pub struct Config {
     pub project_id: Option<String>,
     /// The Vertex gateway (`/vertex/...`).
     pub vertex: VertexGateway,
-    /// `VERTEX_BROKER_TOKEN_ENDPOINTS`: `on` (default), or `off` to refuse the metadata token and
-    /// identity endpoints, so that function code reaches Vertex only through the gateway.
-    pub token_endpoints: bool,
+    /// `VERTEX_BROKER_TOKEN_ENDPOINTS`: what the metadata token and identity endpoints hand out.
+    pub token_endpoints: TokenEndpoints,
     /// `VERTEX_BROKER_METRICS_NAMESPACE` (default `VertexBroker`); `None` when
     /// `VERTEX_BROKER_METRICS=off`.
     pub metrics_namespace: Option<String>,
     /// `VERTEX_BROKER_AUDIT`: `on` (default) writes a JSON audit line per gateway call.
     pub audit: bool,
-}
-
-/// How the gateway calls Vertex.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VertexGateway {
-    /// `VERTEX_BROKER_VERTEX_ENDPOINT`: a base URL used instead of
-    /// `https://{location}-aiplatform.googleapis.com` (tests, private endpoints).
-    pub endpoint: Option<String>,
-    /// `VERTEX_BROKER_VERTEX_DEADLINE`: how long a call may spend on retries outside Lambda, when
-    /// the request names no shorter deadline (in Lambda the invocation's deadline bounds it too).
-    pub deadline: Duration,
-    /// `VERTEX_BROKER_VERTEX_RETRIES`: tries after the first on 429 and 503 (0 turns retries off).
-    pub retries: u32,
-    /// `VERTEX_BROKER_VERTEX_FALLBACK=global`: after a 429 from a regional endpoint, try the
-    /// global one.
-    pub fallback_global: bool,
-    /// `VERTEX_BROKER_VERTEX_MAX_BODY_MB`: largest request body forwarded (Vertex's own limit
-    /// for a request with inline data is 20 MB).
-    pub max_body: usize,
-}
-
-impl Default for VertexGateway {
-    fn default() -> Self {
-        Self {
-            endpoint: None,
-            deadline: Duration::from_secs(30),
-            retries: 3,
-            fallback_global: false,
-            max_body: 20 * 1024 * 1024,
-        }
-    }
 }
 
 /// The longest token lifetime Google allows (with the org policy's extension).
@@ -188,22 +163,8 @@ impl Config {
 
     /// Reads variables through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let duration = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => match humantime::parse_duration(&v) {
-                    Ok(d) if !d.is_zero() => Ok(d),
-                    _ => Err(ConfigError {
-                        variable: name,
-                        value: v,
-                        expected: "a duration such as 90s, 5m or 1h".into(),
-                    }),
-                },
-            }
-        };
-        let secret_ids = get("VERTEX_BROKER_SECRET_ID").map(|v| split_list(&v)).unwrap_or_default();
-        let port = match get("VERTEX_BROKER_PORT") {
+        let vars = Vars(lookup);
+        let port = match vars.get("VERTEX_BROKER_PORT") {
             None => DEFAULT_PORT,
             Some(v) => v.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| ConfigError {
                 variable: "VERTEX_BROKER_PORT",
@@ -211,7 +172,7 @@ impl Config {
                 expected: "a port number from 1 to 65535 (the broker always binds 127.0.0.1)".into(),
             })?,
         };
-        let scopes = match get("VERTEX_BROKER_SCOPES") {
+        let scopes = match vars.get("VERTEX_BROKER_SCOPES") {
             None => vec![DEFAULT_SCOPE.to_string()],
             Some(v) => match crate::google::scopes::normalize_scopes(&v) {
                 Ok(scopes) => scopes.into_iter().map(str::to_string).collect(),
@@ -220,64 +181,35 @@ impl Config {
                 }
             },
         };
-        let count = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.parse::<usize>().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or(ConfigError {
-                    variable: name,
-                    value: v,
-                    expected: "a whole number from 1 to 1000000".into(),
-                }),
-            }
-        };
         let defaults = Limits::default();
         let limits = Limits {
-            max_connections: count("VERTEX_BROKER_MAX_CONNECTIONS", defaults.max_connections)?,
-            header_timeout: duration("VERTEX_BROKER_HEADER_TIMEOUT", defaults.header_timeout)?,
-            drain_timeout: duration("VERTEX_BROKER_DRAIN_TIMEOUT", defaults.drain_timeout)?,
-            max_slots: count("VERTEX_BROKER_MAX_SLOTS", defaults.max_slots)?,
-            max_mints: count("VERTEX_BROKER_MAX_MINTS", defaults.max_mints)?,
-            mint_rate: count("VERTEX_BROKER_MINT_RATE", defaults.mint_rate as usize)? as u32,
-            invoke_budget: duration("VERTEX_BROKER_INVOKE_BUDGET", defaults.invoke_budget)?,
+            max_connections: vars.count("VERTEX_BROKER_MAX_CONNECTIONS", defaults.max_connections)?,
+            header_timeout: vars.duration("VERTEX_BROKER_HEADER_TIMEOUT", defaults.header_timeout)?,
+            drain_timeout: vars.duration("VERTEX_BROKER_DRAIN_TIMEOUT", defaults.drain_timeout)?,
+            max_slots: vars.count("VERTEX_BROKER_MAX_SLOTS", defaults.max_slots)?,
+            max_mints: vars.count("VERTEX_BROKER_MAX_MINTS", defaults.max_mints)?,
+            mint_rate: vars.count("VERTEX_BROKER_MINT_RATE", defaults.mint_rate as usize)? as u32,
+            invoke_budget: vars.duration("VERTEX_BROKER_INVOKE_BUDGET", defaults.invoke_budget)?,
         };
-        let iam_endpoint = get("VERTEX_BROKER_IAM_ENDPOINT").unwrap_or_else(|| DEFAULT_IAM_ENDPOINT.to_string());
-        if !matches!(reqwest::Url::parse(&iam_endpoint), Ok(u) if matches!(u.scheme(), "http" | "https")) {
-            return Err(ConfigError {
-                variable: "VERTEX_BROKER_IAM_ENDPOINT",
-                value: iam_endpoint,
-                expected: format!("an http(s) URL such as {DEFAULT_IAM_ENDPOINT}"),
-            });
-        }
-        let revoke = match get("VERTEX_BROKER_REVOKE").as_deref() {
-            None | Some("delete") => RevokeMode::Delete,
-            Some("disable") => RevokeMode::Disable,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "VERTEX_BROKER_REVOKE",
-                    value: other.to_string(),
-                    expected: "`delete` or `disable`".into(),
-                })
-            }
-        };
-        let credential_config = get("VERTEX_BROKER_CREDENTIAL_CONFIG");
+        let credential_config = vars.get("VERTEX_BROKER_CREDENTIAL_CONFIG");
         if let Some(c) = &credential_config {
             if let Err(e) = crate::google::federation::CredentialConfig::load(c) {
                 let shown = if c.trim_start().starts_with('{') { "(inline JSON)".to_string() } else { c.clone() };
                 return Err(ConfigError { variable: "VERTEX_BROKER_CREDENTIAL_CONFIG", value: shown, expected: e.0 });
             }
         }
-        let token_lifetime = duration("VERTEX_BROKER_TOKEN_LIFETIME", Duration::from_secs(3600))?;
+        let token_lifetime = vars.duration("VERTEX_BROKER_TOKEN_LIFETIME", Duration::from_secs(3600))?;
         if token_lifetime > MAX_TOKEN_LIFETIME || token_lifetime.subsec_nanos() != 0 {
             return Err(ConfigError {
                 variable: "VERTEX_BROKER_TOKEN_LIFETIME",
-                value: get("VERTEX_BROKER_TOKEN_LIFETIME").unwrap_or_default(),
+                value: vars.get("VERTEX_BROKER_TOKEN_LIFETIME").unwrap_or_default(),
                 expected: "whole seconds up to 43200s (above 3600s only where the org policy \
                            constraints/iam.allowServiceAccountCredentialLifetimeExtension lists the account)"
                     .into(),
             });
         }
         let emails = |name: &'static str| -> Result<Vec<String>, ConfigError> {
-            let list: Vec<String> = get(name).map(|v| split_list(&v)).unwrap_or_default();
+            let list: Vec<String> = vars.get(name).map(|v| split_list(&v)).unwrap_or_default();
             match list.iter().find(|e| !e.contains('@') || e.contains(['/', ':', ' '])) {
                 Some(bad) => Err(ConfigError {
                     variable: name,
@@ -295,60 +227,7 @@ impl Config {
                 expected: "one account; put the accounts in between in VERTEX_BROKER_DELEGATES".into(),
             });
         }
-        let delegates = emails("VERTEX_BROKER_DELEGATES")?;
-        let switch = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
-            match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
-                None => Ok(default),
-                Some("on" | "true" | "1") => Ok(true),
-                Some("off" | "false" | "0") => Ok(false),
-                Some(other) => {
-                    Err(ConfigError { variable: name, value: other.to_string(), expected: "`on` or `off`".into() })
-                }
-            }
-        };
-        let defaults = VertexGateway::default();
-        let endpoint = get("VERTEX_BROKER_VERTEX_ENDPOINT");
-        if let Some(e) = &endpoint {
-            if !matches!(reqwest::Url::parse(e), Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            {
-                return Err(ConfigError {
-                    variable: "VERTEX_BROKER_VERTEX_ENDPOINT",
-                    value: e.clone(),
-                    expected: "an http(s) base URL such as https://us-central1-aiplatform.googleapis.com".into(),
-                });
-            }
-        }
-        let small = |name: &'static str, default: u32, max: u32| -> Result<u32, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.parse::<u32>().ok().filter(|n| *n <= max).ok_or(ConfigError {
-                    variable: name,
-                    value: v,
-                    expected: format!("a whole number from 0 to {max}"),
-                }),
-            }
-        };
-        let vertex = VertexGateway {
-            endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()),
-            deadline: duration("VERTEX_BROKER_VERTEX_DEADLINE", defaults.deadline)?,
-            retries: small("VERTEX_BROKER_VERTEX_RETRIES", defaults.retries, 10)?,
-            fallback_global: match get("VERTEX_BROKER_VERTEX_FALLBACK").as_deref() {
-                None | Some("off") => false,
-                Some("global") => true,
-                Some(other) => {
-                    return Err(ConfigError {
-                        variable: "VERTEX_BROKER_VERTEX_FALLBACK",
-                        value: other.to_string(),
-                        expected: "`global` (retry a regional 429 at the global endpoint) or `off`".into(),
-                    })
-                }
-            },
-            max_body: match get("VERTEX_BROKER_VERTEX_MAX_BODY_MB") {
-                None => defaults.max_body,
-                Some(_) => small("VERTEX_BROKER_VERTEX_MAX_BODY_MB", 20, 500)?.max(1) as usize * 1024 * 1024,
-            },
-        };
-        let namespace = get("VERTEX_BROKER_METRICS_NAMESPACE").unwrap_or_else(|| "VertexBroker".to_string());
+        let namespace = vars.get("VERTEX_BROKER_METRICS_NAMESPACE").unwrap_or_else(|| "VertexBroker".to_string());
         if namespace.len() > 255 || namespace.contains(':') {
             return Err(ConfigError {
                 variable: "VERTEX_BROKER_METRICS_NAMESPACE",
@@ -357,27 +236,35 @@ impl Config {
             });
         }
         Ok(Self {
-            vertex,
-            token_endpoints: switch("VERTEX_BROKER_TOKEN_ENDPOINTS", true)?,
-            metrics_namespace: switch("VERTEX_BROKER_METRICS", true)?.then_some(namespace),
-            audit: switch("VERTEX_BROKER_AUDIT", true)?,
+            vertex: VertexGateway::read(&vars)?,
+            token_endpoints: TokenEndpoints::read(&vars)?,
+            metrics_namespace: vars.switch("VERTEX_BROKER_METRICS", true)?.then_some(namespace),
+            audit: vars.switch("VERTEX_BROKER_AUDIT", true)?,
             credential_config,
             impersonate: impersonate.into_iter().next(),
-            delegates,
+            delegates: emails("VERTEX_BROKER_DELEGATES")?,
             token_lifetime,
-            iam_credentials_endpoint: get("VERTEX_BROKER_IAM_CREDENTIALS_ENDPOINT")
+            iam_credentials_endpoint: vars
+                .get("VERTEX_BROKER_IAM_CREDENTIALS_ENDPOINT")
                 .unwrap_or_else(|| crate::google::iam_credentials::DEFAULT_ENDPOINT.to_string()),
-            project_id: get("VERTEX_BROKER_PROJECT_ID"),
-            secret_ids,
+            project_id: vars.get("VERTEX_BROKER_PROJECT_ID"),
+            secret_ids: vars.get("VERTEX_BROKER_SECRET_ID").map(|v| split_list(&v)).unwrap_or_default(),
             port,
             scopes,
-            secret_ttl: duration("VERTEX_BROKER_SECRET_TTL", Duration::from_secs(300))?,
-            iam_endpoint: iam_endpoint.trim_end_matches('/').to_string(),
-            admin_secret_id: get("VERTEX_BROKER_ADMIN_SECRET_ID"),
-            propagation_timeout: duration("VERTEX_BROKER_PROPAGATION_TIMEOUT", Duration::from_secs(120))?,
-            revoke,
-            http_timeout: duration("VERTEX_BROKER_HTTP_TIMEOUT", Duration::from_secs(10))?,
-            log: get("VERTEX_BROKER_LOG").unwrap_or_else(|| "info".to_string()),
+            secret_ttl: vars.duration("VERTEX_BROKER_SECRET_TTL", Duration::from_secs(300))?,
+            iam_endpoint: vars
+                .url("VERTEX_BROKER_IAM_ENDPOINT", DEFAULT_IAM_ENDPOINT)?
+                .unwrap_or_else(|| DEFAULT_IAM_ENDPOINT.to_string()),
+            admin_secret_id: vars.get("VERTEX_BROKER_ADMIN_SECRET_ID"),
+            propagation_timeout: vars.duration("VERTEX_BROKER_PROPAGATION_TIMEOUT", Duration::from_secs(120))?,
+            revoke: vars.choice(
+                "VERTEX_BROKER_REVOKE",
+                RevokeMode::Delete,
+                &[("delete", RevokeMode::Delete), ("disable", RevokeMode::Disable)],
+                "`delete` or `disable`",
+            )?,
+            http_timeout: vars.duration("VERTEX_BROKER_HTTP_TIMEOUT", Duration::from_secs(10))?,
+            log: vars.get("VERTEX_BROKER_LOG").unwrap_or_else(|| "info".to_string()),
             limits,
         })
     }

@@ -20,7 +20,7 @@ fn defaults() {
     assert!(c.secret_ids.is_empty() && c.admin_secret_id.is_none());
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.vertex, VertexGateway::default());
-    assert!(c.token_endpoints && c.audit);
+    assert!(c.token_endpoints == TokenEndpoints::On && c.audit);
     assert_eq!(c.metrics_namespace.as_deref(), Some("VertexBroker"));
 }
 
@@ -45,9 +45,26 @@ fn gateway_settings() {
             retries: 0,
             fallback_global: true,
             max_body: 6 * 1024 * 1024,
+            location: "global".into(),
+            allowed_models: AllowedModels::default(),
         }
     );
-    assert!(!c.token_endpoints && !c.audit && c.metrics_namespace.is_none());
+    assert!(c.token_endpoints == TokenEndpoints::Off && !c.audit && c.metrics_namespace.is_none());
+    let c = config(&[
+        ("VERTEX_BROKER_TOKEN_ENDPOINTS", "Gateway"),
+        ("VERTEX_BROKER_VERTEX_LOCATION", "eu"),
+        ("VERTEX_BROKER_ALLOWED_MODELS", "gemini-2.5-*"),
+    ])
+    .unwrap();
+    assert_eq!((c.token_endpoints, c.vertex.location.as_str()), (TokenEndpoints::Gateway, "eu"));
+    assert!(c.vertex.allowed_models.is_set());
+    for (variable, value) in [
+        ("VERTEX_BROKER_TOKEN_ENDPOINTS", "maybe"),
+        ("VERTEX_BROKER_VERTEX_LOCATION", "evil.example"),
+        ("VERTEX_BROKER_ALLOWED_MODELS", "gemini 2"),
+    ] {
+        assert_eq!(config(&[(variable, value)]).unwrap_err().variable, variable);
+    }
 }
 
 #[test]

@@ -13,7 +13,8 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::report::CallReport;
-use super::usage::UsageTail;
+use super::route::table::Dialect;
+use super::usage::UsageReader;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -38,10 +39,107 @@ impl ReplayBudget {
         self.held.fetch_sub(n, Ordering::AcqRel);
     }
 
+    /// Takes `n` bytes for as long as the returned charge lives.
+    fn charge(&self, n: usize) -> Option<Charge> {
+        self.take(n).then(|| Charge { n, budget: self.clone() })
+    }
+
     /// Bytes held now.
     #[cfg(test)]
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
+    }
+}
+
+/// Bytes taken from the budget, given back on drop.
+struct Charge {
+    n: usize,
+    budget: ReplayBudget,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.give_back(self.n);
+    }
+}
+
+/// A request body read whole before the call goes up (its `model` decides whether it may go),
+/// charged to the broker-wide budget while it is held; every attempt sends it again.
+pub struct HeldBody {
+    bytes: Bytes,
+    _charges: Vec<Charge>,
+}
+
+impl HeldBody {
+    /// The body.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Over the gateway's size limit.
+    #[error("request body larger than the gateway's limit")]
+    TooLarge,
+    /// The broker-wide budget for held bodies is spent (other calls hold it).
+    #[error("the gateway already holds its budget of request bodies")]
+    Busy,
+    /// The caller's body broke off.
+    #[error("the request body broke off: {0}")]
+    Broken(#[from] hyper::Error),
+}
+
+/// Reads `body` whole: at most `limit` bytes, each charged to `budget` as it arrives.
+pub async fn read_whole(mut body: Incoming, limit: usize, budget: &ReplayBudget) -> Result<HeldBody, ReadError> {
+    let mut bytes = BytesMut::new();
+    let mut charges = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        if bytes.len() + data.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        charges.push(budget.charge(data.len()).ok_or(ReadError::Busy)?);
+        bytes.extend_from_slice(&data);
+    }
+    Ok(HeldBody { bytes: bytes.freeze(), _charges: charges })
+}
+
+/// The request body as each attempt sends it: streamed the first time (with a copy kept for
+/// retries within the budget), or held whole.
+pub enum Outgoing {
+    /// Streamed up as it arrives.
+    Streamed {
+        /// The first attempt's body, until it is sent.
+        first: Option<reqwest::Body>,
+        /// The copy for retries.
+        state: UploadState,
+    },
+    /// Read whole already.
+    Held(HeldBody),
+}
+
+impl Outgoing {
+    /// The body for the next attempt; `None` if it cannot be sent again.
+    pub fn attempt(&mut self) -> Option<reqwest::Body> {
+        match self {
+            Self::Streamed { first, state } => first.take().or_else(|| state.replay().map(reqwest::Body::from)),
+            Self::Held(held) => Some(reqwest::Body::from(held.bytes.clone())),
+        }
+    }
+
+    /// Whether a retry could send it again.
+    pub fn replayable(&self) -> bool {
+        match self {
+            Self::Streamed { state, .. } => state.replayable(),
+            Self::Held(_) => true,
+        }
+    }
+
+    /// Whether the streamed body was cut off at the size limit.
+    pub fn too_large(&self) -> bool {
+        matches!(self, Self::Streamed { state, .. } if state.too_large())
     }
 }
 
@@ -173,22 +271,22 @@ impl Body for Upload {
 /// reported (audit line, metrics) when the answer ends, fails, or the caller goes away.
 pub struct Download {
     inner: http_body_util::combinators::BoxBody<Bytes, BoxError>,
-    tail: UsageTail,
+    usage: UsageReader,
     report: Option<CallReport>,
 }
 
 impl Download {
-    pub fn new(inner: reqwest::Body, report: CallReport) -> Self {
+    pub fn new(inner: reqwest::Body, report: CallReport, dialect: Dialect) -> Self {
         Self {
             inner: inner.map_err(|e| Box::new(e) as BoxError).boxed(),
-            tail: UsageTail::default(),
+            usage: UsageReader::new(dialect),
             report: Some(report),
         }
     }
 
     fn finish(&mut self, outcome: &'static str) {
         if let Some(report) = self.report.take() {
-            report.finish(outcome, self.tail.usage());
+            report.finish(outcome, self.usage.usage());
         }
     }
 }
@@ -202,7 +300,7 @@ impl Body for Download {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.tail.push(data);
+                    self.usage.push(data);
                 }
             }
             Poll::Ready(None) => self.finish("complete"),
@@ -241,5 +339,9 @@ mod tests {
         assert!(budget.take(4));
         budget.give_back(10);
         assert_eq!(budget.held(), 0);
+        let charge = budget.charge(7).unwrap();
+        assert!(budget.charge(4).is_none());
+        drop(charge);
+        assert_eq!(budget.held(), 0, "a charge is given back when dropped");
     }
 }

@@ -5,14 +5,16 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`route`] | which paths and methods are Vertex model calls, and the upstream URL for each |
+//! | [`route`] | the table of what is forwarded (path shape, method, name), the upstream host per location, the model allowlist |
 //! | [`retry`] | when to try again: backoff with jitter, `Retry-After`, the deadline |
 //! | [`body`] | the request body streamed up (size limit, copy kept for retries), the answer streamed down |
 //! | [`error`] | the gateway's own answers, in Google's error format |
-//! | [`usage`] | token counts read from the answer's tail |
+//! | [`usage`] | token counts read from the answer's head and tail, per surface (Gemini, OpenAI, Anthropic) |
+//! | [`caller_token`] | the gateway token handed out by `VERTEX_BROKER_TOKEN_ENDPOINTS=gateway` |
 //! | [`report`] | the audit line and the call's metrics, written when the answer ends |
 
 pub(crate) mod body;
+pub(crate) mod caller_token;
 pub(crate) mod error;
 pub(crate) mod report;
 pub(crate) mod retry;
@@ -23,16 +25,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response};
 use tokio::time::Instant;
 
-use self::body::{Download, ReplayBudget, Upload, UploadState};
+use self::body::{read_whole, Download, Outgoing, ReadError, ReplayBudget, Upload};
+pub use self::caller_token::GatewayToken;
 pub(crate) use self::error::GatewayError;
 use self::error::{no_token, too_large};
 use self::report::CallReport;
 use self::retry::{Decision, Retries};
+use self::route::table::BodyModel;
 use self::route::VertexCall;
 use super::guard;
 use super::Broker;
@@ -51,7 +55,8 @@ pub const ATTEMPTS_HEADER: &str = "x-vertex-broker-attempts";
 const REPLAY_BUDGET: usize = 64 * 1024 * 1024;
 /// Kept back from a Lambda invocation's deadline: the function still has to answer.
 const LAMBDA_MARGIN: Duration = Duration::from_millis(200);
-/// Request headers passed to Vertex; everything else (cookies, the caller's `Authorization`,
+/// Request headers passed to Vertex, with every `anthropic-*` one (`anthropic-version`,
+/// `anthropic-beta`: Claude's features); everything else (cookies, the caller's `Authorization`,
 /// compression that would hide the usage counts) stays here.
 const FORWARDED: [&str; 7] = [
     "content-type",
@@ -66,12 +71,14 @@ const FORWARDED: [&str; 7] = [
 const NOT_RETURNED: [&str; 7] =
     ["connection", "keep-alive", "transfer-encoding", "content-length", "set-cookie", "alt-svc", "upgrade"];
 
-/// The gateway's shared parts: settings, the upstream client, the retry copy budget.
+/// The gateway's shared parts: settings, the upstream client, the retry copy budget, the
+/// gateway token.
 pub struct Gateway {
     settings: VertexGateway,
     client: reqwest::Client,
     replay: ReplayBudget,
     scope_key: String,
+    caller_token: GatewayToken,
 }
 
 impl Gateway {
@@ -84,7 +91,18 @@ impl Gateway {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { settings, client, replay: ReplayBudget::new(REPLAY_BUDGET), scope_key: DEFAULT_SCOPE.to_string() }
+        Self {
+            settings,
+            client,
+            replay: ReplayBudget::new(REPLAY_BUDGET),
+            scope_key: DEFAULT_SCOPE.to_string(),
+            caller_token: GatewayToken::new(),
+        }
+    }
+
+    /// The token `VERTEX_BROKER_TOKEN_ENDPOINTS=gateway` hands out: this gateway's only.
+    pub fn caller_token(&self) -> &GatewayToken {
+        &self.caller_token
     }
 
     /// When a call must end (the configured bound, a shorter one the caller names, the Lambda
@@ -127,14 +145,18 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     if let Err(refusal) = guard::check_caller(&parts.uri, &parts.headers) {
         return GatewayError { status: refusal.status, message: refusal.reason, retry_after: None }.response();
     }
-    let call = match VertexCall::parse(parts.uri.path(), parts.uri.query(), &parts.method) {
+    let gateway = broker.gateway();
+    let call = VertexCall::parse(parts.uri.path(), parts.uri.query(), &parts.method, &gateway.settings.location);
+    let mut call = match call {
         Ok(call) => call,
         Err(e) => return e.response(),
     };
-    if parts.method == Method::POST && !is_json(&parts.headers) {
+    if matches!(parts.method, Method::POST | Method::PATCH) && !body.is_end_stream() && !is_json(&parts.headers) {
         return GatewayError::new(415, "send the request body as JSON, with Content-Type: application/json").response();
     }
-    let gateway = broker.gateway();
+    if let Err(e) = call.check_model(&gateway.settings.allowed_models) {
+        return e.response();
+    }
     let name = call
         .account
         .clone()
@@ -157,7 +179,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         audit: broker.audit(),
         request_id,
         account: name.clone(),
-        model: call.model.clone(),
+        model: call.model_label(),
         method: call.method.clone(),
         status: 0,
         started: arrived,
@@ -174,6 +196,34 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     if declared.is_some_and(|n| n > max_body as u64) {
         return refuse(report, too_large(max_body));
     }
+    let deadlines = gateway.deadlines(&parts.headers, lambda_deadline, arrived);
+    // A body that names the model is read whole first: the allowlist decides before anything
+    // goes up, and `"stream": true` decides how the answer is retried.
+    let outgoing = if call.body == BodyModel::No {
+        let (upload, state) = Upload::new(body, max_body, gateway.replay.clone());
+        Outgoing::Streamed { first: Some(reqwest::Body::wrap(upload)), state }
+    } else {
+        let held = match tokio::time::timeout_at(deadlines.end, read_whole(body, max_body, &gateway.replay)).await {
+            Ok(Ok(held)) => held,
+            Ok(Err(ReadError::TooLarge)) => return refuse(report, too_large(max_body)),
+            Ok(Err(ReadError::Busy)) => {
+                let e = GatewayError::new(503, "the gateway is holding its budget of request bodies; retry shortly");
+                return refuse(report, GatewayError { retry_after: Some(1), ..e });
+            }
+            Ok(Err(e)) => return refuse(report, GatewayError::invalid(e.to_string())),
+            Err(_) => {
+                return refuse(
+                    report,
+                    GatewayError::new(408, "the request body did not arrive within the call's deadline"),
+                )
+            }
+        };
+        if let Err(e) = call.read_body(held.bytes()).and_then(|()| call.check_model(&gateway.settings.allowed_models)) {
+            return refuse(report, e);
+        }
+        report.model = call.model_label();
+        Outgoing::Held(held)
+    };
     let token = match account.access_token(&gateway.scope_key).await {
         Ok(t) => t,
         Err(e) => return refuse(report, no_token(e)),
@@ -182,13 +232,11 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     if let Some(email) = account.email() {
         report.account = email;
     }
-    let deadlines = gateway.deadlines(&parts.headers, lambda_deadline, arrived);
-    let (upload, upload_state) = Upload::new(body, max_body, gateway.replay.clone());
     let call = Call { gateway, route: &call, parts: &parts, token: token.secret.expose(), deadlines, arrived };
-    match call.forward(reqwest::Body::wrap(upload), &upload_state, &mut report).await {
+    match call.forward(outgoing, &mut report).await {
         Ok((answer, retry_after)) => {
             report.status = answer.status().as_u16();
-            pass_through(answer, report, retry_after)
+            pass_through(answer, report, retry_after, call.route.dialect)
         }
         Err(e) => refuse(report, e),
     }
@@ -209,22 +257,18 @@ impl Call<'_> {
     /// answer to pass on (with the `Retry-After` to add, if any), or the gateway's own error.
     async fn forward(
         &self,
-        first_body: reqwest::Body,
-        upload: &UploadState,
+        mut upload: Outgoing,
         report: &mut CallReport,
     ) -> Result<(reqwest::Response, Option<u64>), GatewayError> {
         let settings = &self.gateway.settings;
-        let mut first_body = Some(first_body);
         let mut retries = Retries::new(settings.retries, self.deadlines.retries);
         let mut global = false;
         loop {
             report.attempts += 1;
             let attempt_started = Instant::now();
             // A retry is decided only with the whole body kept; the error is a second lock.
-            let body = first_body
-                .take()
-                .or_else(|| upload.replay().map(reqwest::Body::from))
-                .ok_or_else(|| GatewayError::new(502, "the request body could not be sent again"))?;
+            let body =
+                upload.attempt().ok_or_else(|| GatewayError::new(502, "the request body could not be sent again"))?;
             let url = self.route.url(settings.endpoint.as_deref(), global);
             let request = self
                 .gateway
@@ -243,8 +287,8 @@ impl Call<'_> {
                     report.upstream_errors += 1;
                     // The URL names the project: the log and the answer say the host only.
                     let e = e.without_url().to_string();
-                    tracing::warn!(model = %self.route.model, error = %e, "cannot reach Vertex");
-                    match retry(&mut retries, upload, attempt_started.elapsed()) {
+                    tracing::warn!(model = %self.route.model_label(), error = %e, "cannot reach Vertex");
+                    match retry(&mut retries, &upload, attempt_started.elapsed()) {
                         Some(wait) => {
                             tokio::time::sleep(wait).await;
                             continue;
@@ -292,7 +336,7 @@ impl Call<'_> {
 
 /// The wait before retrying an attempt that got no answer, if the body can be sent again and
 /// the deadline allows.
-fn retry(retries: &mut Retries, upload: &UploadState, took: Duration) -> Option<Duration> {
+fn retry(retries: &mut Retries, upload: &Outgoing, took: Duration) -> Option<Duration> {
     if !upload.replayable() {
         return None;
     }
@@ -303,7 +347,12 @@ fn retry(retries: &mut Retries, upload: &UploadState, took: Duration) -> Option<
 }
 
 /// Vertex's answer, headers and streamed body, to the caller.
-fn pass_through(answer: reqwest::Response, report: CallReport, retry_after: Option<u64>) -> Response<ResponseBody> {
+fn pass_through(
+    answer: reqwest::Response,
+    report: CallReport,
+    retry_after: Option<u64>,
+    dialect: route::table::Dialect,
+) -> Response<ResponseBody> {
     let attempts = report.attempts;
     let answer: hyper::Response<reqwest::Body> = answer.into();
     let (mut parts, body) = answer.into_parts();
@@ -314,14 +363,14 @@ fn pass_through(answer: reqwest::Response, report: CallReport, retry_after: Opti
         parts.headers.entry(RETRY_AFTER).or_insert(HeaderValue::from(s));
     }
     parts.headers.insert(HeaderName::from_static(ATTEMPTS_HEADER), HeaderValue::from(attempts));
-    Response::from_parts(parts, Either::Right(Download::new(body, report)))
+    Response::from_parts(parts, Either::Right(Download::new(body, report, dialect)))
 }
 
 fn forwarded(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
-    for name in FORWARDED {
-        for value in headers.get_all(name) {
-            out.append(HeaderName::from_static(name), value.clone());
+    for (name, value) in headers {
+        if FORWARDED.contains(&name.as_str()) || name.as_str().starts_with("anthropic-") {
+            out.append(name.clone(), value.clone());
         }
     }
     out
@@ -373,13 +422,17 @@ mod tests {
             ("content-type", "application/json"),
             ("accept-encoding", "gzip"),
             ("x-goog-api-client", "genai-py"),
+            ("anthropic-beta", "context-1m-2025-08-07"),
+            ("anthropic-version", "2023-06-01"),
+            ("accept-language", "*"),
+            ("sec-fetch-mode", "cors"),
         ] {
             h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         let out = forwarded(&h);
         let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         names.sort();
-        assert_eq!(names, ["content-type", "x-goog-api-client"]);
+        assert_eq!(names, ["anthropic-beta", "anthropic-version", "content-type", "x-goog-api-client"]);
         assert!(is_json(&h));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!is_json(&h), "a browser's form post is not JSON");

@@ -1,30 +1,51 @@
-//! Token usage read from a Vertex answer as it passes: `usageMetadata` comes last (in the one
-//! JSON answer, and in the last event of a stream, which carries the whole call's counts), so
-//! only the answer's tail is kept, never the whole answer.
+//! Token usage read from a Vertex answer as it passes, in each surface's own words: Gemini's
+//! `usageMetadata`, OpenAI's `usage.{prompt,completion}_tokens`, Anthropic's
+//! `usage.{input,output}_tokens`. Usage comes last (the one JSON answer, the last event of a
+//! stream), except in an Anthropic stream, whose `message_start` opens it with the input count:
+//! so only the answer's first and last few KiB are kept, never the whole answer.
 
 use bytes::Bytes;
 use serde::Serialize;
 
-/// Bytes of the answer's end kept to find `usageMetadata` in.
-const TAIL: usize = 8 * 1024;
+use super::route::table::Dialect;
 
-/// `usageMetadata`'s counts.
+/// Bytes of the answer's end kept to find usage in.
+const TAIL: usize = 8 * 1024;
+/// Bytes of the answer's start kept (an Anthropic stream's `message_start`).
+const HEAD: usize = 4 * 1024;
+
+/// A call's token counts, whatever the surface called them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
+    /// Prompt (input) tokens.
     pub prompt_token_count: u64,
+    /// Answer (candidates, completion, output) tokens.
     pub candidates_token_count: u64,
+    /// Both, as the surface counts them.
     pub total_token_count: u64,
 }
 
-/// The last few KiB of an answer.
-#[derive(Default)]
-pub struct UsageTail {
+/// The first and last few KiB of an answer, and how to read usage from them.
+pub struct UsageReader {
+    dialect: Dialect,
+    head: Vec<u8>,
     tail: Vec<u8>,
 }
 
-impl UsageTail {
+impl UsageReader {
+    pub fn new(dialect: Dialect) -> Self {
+        Self { dialect, head: Vec::new(), tail: Vec::new() }
+    }
+
     pub fn push(&mut self, chunk: &Bytes) {
+        if self.dialect == Dialect::None {
+            return;
+        }
+        if self.dialect == Dialect::Anthropic && self.head.len() < HEAD {
+            let room = HEAD - self.head.len();
+            self.head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
         if chunk.len() >= TAIL {
             self.tail.clear();
             self.tail.extend_from_slice(&chunk[chunk.len() - TAIL..]);
@@ -35,57 +56,131 @@ impl UsageTail {
         self.tail.extend_from_slice(chunk);
     }
 
-    /// The last `usageMetadata` object in the tail, if it is whole there.
+    /// The call's usage, if the answer states it where it is kept.
     pub fn usage(&self) -> Option<Usage> {
-        const KEY: &[u8] = b"\"usageMetadata\"";
-        let at = self.tail.windows(KEY.len()).rposition(|w| w == KEY)?;
-        let after = &self.tail[at + KEY.len()..];
-        let colon = after.iter().position(|b| !b.is_ascii_whitespace())?;
-        if after[colon] != b':' {
-            return None;
+        let count = |o: &serde_json::Value, name: &str| o.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        match self.dialect {
+            Dialect::Gemini => {
+                let o = object_after(&self.tail, b"\"usageMetadata\"", Last)?;
+                Some(Usage {
+                    prompt_token_count: count(&o, "promptTokenCount"),
+                    candidates_token_count: count(&o, "candidatesTokenCount"),
+                    total_token_count: count(&o, "totalTokenCount"),
+                })
+            }
+            Dialect::OpenAi => {
+                let o = object_after(&self.tail, b"\"usage\"", Last)?;
+                Some(Usage {
+                    prompt_token_count: count(&o, "prompt_tokens"),
+                    candidates_token_count: count(&o, "completion_tokens"),
+                    total_token_count: count(&o, "total_tokens"),
+                })
+            }
+            Dialect::Anthropic => {
+                let last = object_after(&self.tail, b"\"usage\"", Last);
+                let first = object_after(&self.head, b"\"usage\"", First);
+                let input =
+                    [&first, &last].iter().filter_map(|o| o.as_ref()).map(|o| count(o, "input_tokens")).max()?;
+                let output = last.as_ref().map_or(0, |o| count(o, "output_tokens"));
+                Some(Usage {
+                    prompt_token_count: input,
+                    candidates_token_count: output,
+                    total_token_count: input + output,
+                })
+            }
+            Dialect::None => None,
         }
-        let mut values = serde_json::Deserializer::from_slice(&after[colon + 1..]).into_iter::<serde_json::Value>();
-        let object = values.next()?.ok()?;
-        let count = |name: &str| object.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
-        Some(Usage {
-            prompt_token_count: count("promptTokenCount"),
-            candidates_token_count: count("candidatesTokenCount"),
-            total_token_count: count("totalTokenCount"),
-        })
     }
+}
+
+/// Which occurrence of a key to read.
+#[derive(Clone, Copy)]
+enum Which {
+    First,
+    Last,
+}
+use Which::{First, Last};
+
+/// The JSON object after `"key":` at its first or last occurrence in `buf`, if whole there.
+fn object_after(buf: &[u8], key: &[u8], which: Which) -> Option<serde_json::Value> {
+    let mut windows = buf.windows(key.len());
+    let at = match which {
+        First => windows.position(|w| w == key)?,
+        Last => windows.rposition(|w| w == key)?,
+    };
+    let after = &buf[at + key.len()..];
+    let colon = after.iter().position(|b| !b.is_ascii_whitespace())?;
+    if after[colon] != b':' {
+        return None;
+    }
+    let mut values = serde_json::Deserializer::from_slice(&after[colon + 1..]).into_iter::<serde_json::Value>();
+    values.next()?.ok().filter(serde_json::Value::is_object)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tail_of(chunks: &[&str]) -> UsageTail {
-        let mut t = UsageTail::default();
+    fn read(dialect: Dialect, chunks: &[&str]) -> Option<Usage> {
+        let mut t = UsageReader::new(dialect);
         for c in chunks {
             t.push(&Bytes::copy_from_slice(c.as_bytes()));
         }
-        t
+        t.usage()
+    }
+
+    fn usage(prompt: u64, candidates: u64, total: u64) -> Option<Usage> {
+        Some(Usage { prompt_token_count: prompt, candidates_token_count: candidates, total_token_count: total })
     }
 
     #[test]
-    fn finds_the_last_usage_in_json_and_in_events_split_anywhere() {
+    fn gemini_usage_in_json_and_in_events_split_anywhere() {
         let json = r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7, "promptTokensDetails":[{"modality":"TEXT","tokenCount":3}]},"modelVersion":"m"}"#;
-        let expected = Usage { prompt_token_count: 3, candidates_token_count: 4, total_token_count: 7 };
-        assert_eq!(tail_of(&[json]).usage(), Some(expected));
+        assert_eq!(read(Dialect::Gemini, &[json]), usage(3, 4, 7));
         for split in 1..json.len() {
-            assert_eq!(tail_of(&[&json[..split], &json[split..]]).usage(), Some(expected), "split at {split}");
+            assert_eq!(read(Dialect::Gemini, &[&json[..split], &json[split..]]), usage(3, 4, 7), "split at {split}");
         }
         let sse = format!("data: {{\"usageMetadata\":{{\"promptTokenCount\":1}}}}\r\n\r\ndata: {}\r\n\r\n", json);
-        assert_eq!(tail_of(&[&sse]).usage(), Some(expected), "the last event's counts");
+        assert_eq!(read(Dialect::Gemini, &[&sse]), usage(3, 4, 7), "the last event's counts");
+    }
+
+    #[test]
+    fn openai_usage_in_json_and_in_the_last_chunk() {
+        let json = r#"{"id":"c","choices":[{"message":{"content":"the \"usage\": 1"}}],"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}"#;
+        assert_eq!(read(Dialect::OpenAi, &[json]), usage(5, 6, 11));
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null}\n\n\
+                      data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3,\"total_tokens\":5}}\n\ndata: [DONE]\n\n";
+        assert_eq!(read(Dialect::OpenAi, &[stream]), usage(2, 3, 5));
+        assert_eq!(read(Dialect::OpenAi, &["data: {\"usage\":null}\n\ndata: [DONE]\n\n"]), None, "not asked for");
+    }
+
+    #[test]
+    fn anthropic_usage_in_json_and_across_a_stream() {
+        let json = r#"{"id":"msg","type":"message","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":9,"output_tokens":4}}"#;
+        assert_eq!(read(Dialect::Anthropic, &[json]), usage(9, 4, 13));
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n";
+        let filler =
+            format!("event: content_block_delta\ndata: {{\"delta\":{{\"text\":\"{}\"}}}}\n\n", "x".repeat(3 * TAIL));
+        let end = "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":30}}\n\nevent: message_stop\ndata: {}\n\n";
+        assert_eq!(
+            read(Dialect::Anthropic, &[start, &filler, end]),
+            usage(12, 30, 42),
+            "input from the head, output from the tail"
+        );
     }
 
     #[test]
     fn bounded_and_absent() {
-        let mut t = tail_of(&[r#"{"usageMetadata":{"totalTokenCount":9}}"#]);
+        let mut t = UsageReader::new(Dialect::Gemini);
+        t.push(&Bytes::from_static(br#"{"usageMetadata":{"totalTokenCount":9}}"#));
         t.push(&Bytes::from(vec![b' '; 3 * TAIL]));
         assert_eq!(t.tail.len(), TAIL);
         assert_eq!(t.usage(), None, "pushed out of the tail");
-        assert_eq!(tail_of(&[r#"{"predictions":[]}"#]).usage(), None);
-        assert_eq!(tail_of(&[r#"{"usageMetadata":{"totalTok"#]).usage(), None, "cut short");
+        let mut a = UsageReader::new(Dialect::Anthropic);
+        a.push(&Bytes::from(vec![b' '; 3 * HEAD]));
+        assert_eq!(a.head.len(), HEAD);
+        assert_eq!(read(Dialect::Gemini, &[r#"{"predictions":[]}"#]), None);
+        assert_eq!(read(Dialect::Gemini, &[r#"{"usageMetadata":{"totalTok"#]), None, "cut short");
+        assert_eq!(read(Dialect::None, &[r#"{"usageMetadata":{"totalTokenCount":9}}"#]), None, "not a model call");
     }
 }

@@ -13,9 +13,12 @@ use serde_json::json;
 use super::guard;
 use super::token_cache::{NoToken, Unavailable};
 use super::Broker;
+use crate::config::TokenEndpoints;
 use crate::google::scopes::{check_audience, scope_key, InputError};
 
 const V1: &str = "/computeMetadata/v1";
+/// `expires_in` of the gateway token: an hour, like Google's; it is valid as long as the broker runs.
+const GATEWAY_TOKEN_LIFE: i64 = 3600;
 
 /// What to answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -299,11 +302,22 @@ async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
         Leaf::Email => email().await.map(Reply::text).unwrap_or_else(|reply| reply),
         Leaf::Aliases => Reply::text(aliases.join("\n")),
         Leaf::Scopes => Reply::text(broker.default_scopes().join("\n") + "\n"),
-        Leaf::Token(_) | Leaf::Identity(_) if !broker.token_endpoints() => Reply::error(
+        Leaf::Token(_) | Leaf::Identity(_) if broker.token_endpoints() == TokenEndpoints::Off => Reply::error(
             403,
             "vertex-broker: token endpoints are off here (VERTEX_BROKER_TOKEN_ENDPOINTS=off): function code never \
              holds a Google token; call Vertex through the gateway, http://127.0.0.1:PORT/vertex/v1/...",
         ),
+        Leaf::Identity(_) if broker.token_endpoints() == TokenEndpoints::Gateway => Reply::error(
+            403,
+            "vertex-broker: ID tokens are not handed out here (VERTEX_BROKER_TOKEN_ENDPOINTS=gateway): function code \
+             holds no Google credential; set VERTEX_BROKER_TOKEN_ENDPOINTS=on if it must call services with ID tokens",
+        ),
+        // Useless at Google: SDKs that insist on a credential carry it to the gateway, which
+        // replaces it with the account's token.
+        Leaf::Token(_) if broker.token_endpoints() == TokenEndpoints::Gateway => {
+            broker.metrics().token_request();
+            Reply::json(token_json(broker.gateway().caller_token().expose(), GATEWAY_TOKEN_LIFE))
+        }
         Leaf::Token(scopes) => {
             broker.metrics().token_request();
             let key = scopes.as_deref().unwrap_or(broker.default_scope_key());

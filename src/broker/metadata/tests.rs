@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::broker::BrokerSettings;
+use crate::config::TokenEndpoints;
 use crate::store::MemoryStore;
 
 fn parse(target: &str) -> Result<Route<'_>, Reply> {
@@ -53,7 +54,7 @@ fn scope_sets_share_one_key_and_bad_input_is_a_one_line_400() {
     assert_eq!(missing.status, 404);
 }
 
-fn broker(token_endpoints: bool) -> Broker {
+fn broker(token_endpoints: TokenEndpoints) -> Broker {
     let settings = BrokerSettings { token_endpoints, ..BrokerSettings::for_secrets(vec!["s".into()]) };
     Broker::new(&settings, Arc::new(MemoryStore::new())).unwrap()
 }
@@ -69,15 +70,36 @@ async fn get(broker: &Broker, target: &str, flavor: bool) -> Reply {
 
 #[tokio::test]
 async fn guards_come_before_routes_and_token_free_mode_refuses_tokens_only() {
-    let on = broker(true);
+    let on = broker(TokenEndpoints::On);
     assert_eq!(get(&on, "/computeMetadata/v1/project/project-id", false).await.status, 403, "no Metadata-Flavor");
     let scopes = get(&on, "/computeMetadata/v1/instance/service-accounts/default/scopes", true).await;
     assert_eq!((scopes.status, scopes.body.as_str()), (200, "https://www.googleapis.com/auth/cloud-platform\n"));
-    let off = broker(false);
+    let off = broker(TokenEndpoints::Off);
     for leaf in ["token", "identity?audience=https://x.example"] {
         let reply = get(&off, &format!("/computeMetadata/v1/instance/service-accounts/default/{leaf}"), true).await;
         assert_eq!(reply.status, 403, "{leaf}");
         assert!(reply.body.contains("VERTEX_BROKER_TOKEN_ENDPOINTS=off"), "{}", reply.body);
     }
     assert_eq!(get(&off, "/computeMetadata/v1/instance/service-accounts/default/scopes", true).await.status, 200);
+}
+
+#[tokio::test]
+async fn gateway_mode_hands_out_the_gateway_token_and_no_id_token() {
+    let gw = broker(TokenEndpoints::Gateway);
+    let expected = gw.gateway().caller_token().expose().to_string();
+    for scopes in ["", "?scopes=https://www.googleapis.com/auth/cloud-platform", "?scopes=openid,email"] {
+        let reply =
+            get(&gw, &format!("/computeMetadata/v1/instance/service-accounts/default/token{scopes}"), true).await;
+        assert_eq!((reply.status, reply.content_type), (200, "application/json"), "{}", reply.body);
+        let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(v["access_token"], expected.as_str(), "no mint: MemoryStore holds no key at all");
+        assert_eq!((v["expires_in"].as_i64(), v["token_type"].as_str()), (Some(3600), Some("Bearer")));
+    }
+    let other = broker(TokenEndpoints::Gateway);
+    assert_ne!(other.gateway().caller_token().expose(), expected, "random per broker");
+    let id =
+        get(&gw, "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://x.example", true)
+            .await;
+    assert_eq!(id.status, 403);
+    assert!(id.body.contains("VERTEX_BROKER_TOKEN_ENDPOINTS=gateway"), "{}", id.body);
 }
