@@ -8,7 +8,7 @@
 //! | [`aws`] | AWS subject tokens: SigV4 recomputed, GetCallerIdentity replayed to AWS STS (moto) |
 //! | [`aws_sts`] | a minimal AWS STS (`/aws-sts/` GetCallerIdentity) for its own AWS keys, for offline use |
 //! | [`iam_credentials`] | IAM Credentials `generateAccessToken`, `generateIdToken`, `signJwt` (impersonation) |
-//! | [`vertex`] | Vertex AI `:predict`, `:generateContent`, `:streamGenerateContent` (SSE), v1 and v1beta1 |
+//! | [`vertex`] | Vertex AI, v1 and v1beta1: Gemini's model calls (SSE streams), OpenAI-compatible chat completions, Claude's `:rawPredict`, models.get, context caches, batch jobs |
 //! | [`admin`] | `/emulator/v1/...`: seed accounts, inject faults, set propagation delay, read counters |
 //! | [`state`] | the world behind them: accounts, keys, issued tokens, faults, counters |
 //! | [`google_error`] | Google's error bodies |
@@ -256,6 +256,11 @@ impl Emulator {
         self.shared.world().calls.get(endpoint).copied().unwrap_or(0)
     }
 
+    /// A request header of the last Vertex call (never its `Authorization`).
+    pub fn last_vertex_header(&self, name: &str) -> Option<String> {
+        self.shared.world().vertex.last_headers.get(&name.to_ascii_lowercase()).cloned()
+    }
+
     /// The most calls of an endpoint (`token`) ever answered at the same time.
     pub fn max_in_flight(&self, endpoint: &str) -> u64 {
         self.shared.world().in_flight.get(endpoint).map_or(0, |(_, max)| *max)
@@ -302,13 +307,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(aws_sts::PATH, post(aws_sts::get_caller_identity))
         .route("/v1/projects/{project}/serviceAccounts/{target}", post(iam_credentials::call))
         .route("/oauth2/v3/certs", get(oauth::certs))
-        .route("/v1/projects/{project}/locations/{location}/endpoints/{endpoint}", post(vertex::endpoint))
-        .route("/v1beta1/projects/{project}/locations/{location}/endpoints/{endpoint}", post(vertex::endpoint))
-        .route("/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}", post(vertex::model))
-        .route(
-            "/v1beta1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}",
-            post(vertex::model),
-        )
+        .merge(vertex::routes())
         .merge(admin::routes())
         .with_state(shared)
 }

@@ -147,6 +147,8 @@ pub struct World {
     pub aws_keys: HashMap<String, crate::aws_sts::AwsKey>,
     /// Vertex: wait before the first byte, and between streamed events.
     pub vertex_latency: (Duration, Duration),
+    /// Vertex's caches, batch jobs and the last call's headers.
+    pub vertex: crate::vertex::VertexState,
 }
 
 impl World {
@@ -166,6 +168,7 @@ impl World {
             vertex_members: HashSet::new(),
             aws_keys: HashMap::new(),
             vertex_latency: (Duration::ZERO, Duration::ZERO),
+            vertex: Default::default(),
         }
     }
 
