@@ -12,7 +12,6 @@ use hyper::body::Frame;
 use serde_json::{json, Value};
 use support::broker::RunningBroker;
 use support::Fixture;
-use tokio::io::AsyncReadExt;
 use vertex_broker::broker::BrokerSettings;
 
 const MODEL: &str = "/v1/projects/proj-test/locations/us-central1/publishers/google/models/gemini-2.0-flash";
@@ -194,18 +193,6 @@ fn serve(f: &Fixture, port: u16, extra: &[(&str, &str)]) -> tokio::process::Chil
         .unwrap()
 }
 
-/// Stops `serve` with SIGTERM; its standard output and error.
-async fn stop(mut child: tokio::process::Child) -> (String, String) {
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "serve exits cleanly on SIGTERM");
-    let (mut out, mut err) = (String::new(), String::new());
-    child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
-    (out, err)
-}
-
 /// Every metric and dimension an EMF line's `_aws` directive declares is in the line.
 fn assert_valid_emf(v: &Value) {
     let aws = &v["_aws"];
@@ -259,7 +246,7 @@ async fn serve_writes_an_audit_line_per_call_and_emf_counts_that_match_and_never
         .unwrap();
     assert_eq!(token.status(), 200);
 
-    let (out, err) = stop(child).await;
+    let (out, err) = support::stop_serve(child).await;
     assert!(!out.contains(MARKER) && !err.contains(MARKER), "no log line carries prompt or answer content");
     assert!(!out.contains("ya29.") && !err.contains("ya29."), "nor a token");
     let lines: Vec<Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
@@ -323,6 +310,6 @@ async fn token_free_mode_refuses_tokens_and_the_gateway_still_serves_the_genai_s
     let v = genai(&addr, &format!("http://{addr}/vertex"), &["ok", "placeholder"]).await;
     assert_eq!(v["text"], "echo: hello from genai");
     assert_eq!(v["stream_usage"], 11);
-    let (out, _) = stop(child).await;
+    let (out, _) = support::stop_serve(child).await;
     assert_eq!(out.lines().filter(|l| l.contains("\"vertex-broker.audit\"")).count(), 2);
 }

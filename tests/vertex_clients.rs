@@ -14,11 +14,17 @@ use vertex_broker::broker::token_cache::CachePolicy;
 pub async fn client(addr: &str, surface: &str, base_url: &str, location: &str, model: &str) -> Value {
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
     let mut cmd = support::broker::google_client_at(python, addr);
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/vertex_clients.py"))
-        .args([surface, base_url, "proj-test", location, model]);
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/vertex_clients.py")).args([
+        surface,
+        base_url,
+        "proj-test",
+        location,
+        model,
+    ]);
     let out = cmd.output().await.unwrap();
     assert!(out.status.success(), "{surface}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{surface}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{surface}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 async fn broker(name: &str) -> (support::Fixture, RunningBroker) {
@@ -38,13 +44,19 @@ async fn the_genai_sdk_uses_every_vertex_surface_of_the_emulator() {
     assert_eq!(v["embedding"], serde_json::json!([4.0, 22.0, 0.5]));
     assert_eq!(v["model_name"], "publishers/google/models/gemini-2.0-flash");
     let cache = v["cache_name"].as_str().unwrap();
-    assert!(cache.starts_with("projects/") && !cache.starts_with("projects/proj-test/"), "named by project number: {cache}");
+    assert!(
+        cache.starts_with("projects/") && !cache.starts_with("projects/proj-test/"),
+        "named by project number: {cache}"
+    );
     assert_eq!(v["cache_got"], "surface");
     assert_eq!(v["cache_listed"], serde_json::json!([cache]));
     assert!(v["cache_updated"].is_string());
     assert_eq!(v["cache_after_delete"], serde_json::json!([]));
     assert!(v["job_name"].as_str().unwrap().contains("/batchPredictionJobs/"), "{v}");
-    assert_eq!((v["job_state"].as_str(), v["job_after_cancel"].as_str()), (Some("JobState.JOB_STATE_PENDING"), Some("JobState.JOB_STATE_CANCELLING")));
+    assert_eq!(
+        (v["job_state"].as_str(), v["job_after_cancel"].as_str()),
+        (Some("JobState.JOB_STATE_PENDING"), Some("JobState.JOB_STATE_CANCELLING"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,7 +97,9 @@ pub async fn create_cache(
     }
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
     let Some(model) = body.get("model").and_then(Value::as_str).filter(|m| is_model_name(m)) else {
-        return invalid("model must be a publisher model's resource name, e.g. projects/P/locations/L/publishers/google/models/M.");
+        return invalid(
+            "model must be a publisher model's resource name, e.g. projects/P/locations/L/publishers/google/models/M.",
+        );
     };
     let contents = body.get("contents").and_then(Value::as_array).cloned().unwrap_or_default();
     if contents.is_empty() {

@@ -122,6 +122,20 @@ pub fn serve_command(binary: &str, f: &Fixture, port: u16) -> tokio::process::Co
     cmd
 }
 
+/// Stops a `serve` process with SIGTERM and returns its standard output and error; it must exit
+/// 0 within 10 s.
+pub async fn stop_serve(mut child: tokio::process::Child) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    let pid = child.id().expect("serve is running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "serve exits cleanly on SIGTERM");
+    let (mut out, mut err) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+    (out, err)
+}
+
 /// Waits until a process this test started (`serve`) listens on 127.0.0.1:`port` (5 s at most).
 pub async fn wait_listening(port: u16) {
     for _ in 0..200 {
