@@ -127,15 +127,25 @@ async fn the_exec_wrapper_points_google_libraries_at_the_broker_and_runs_the_run
             cmd.env(k, v);
         }
         let out = cmd
-            .args(["sh", "-c", "echo \"$GCE_METADATA_HOST $GCE_METADATA_IP $1\"", "runtime", "arg1"])
+            .args(["sh", "-c", "echo \"$GCE_METADATA_HOST $GCE_METADATA_IP $1 ${GOOGLE_VERTEX_BASE_URL-unset} ${ANTHROPIC_VERTEX_BASE_URL-unset}\"", "runtime", "arg1"])
             .output()
             .unwrap();
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()
     };
-    assert_eq!(run(&[]), "127.0.0.1:2775 127.0.0.1:2775 arg1\n");
-    assert_eq!(run(&[("VERTEX_BROKER_PORT", "3001")]), "127.0.0.1:3001 127.0.0.1:3001 arg1\n");
-    assert_eq!(run(&[("GCE_METADATA_HOST", "10.1.1.1:80")]), "10.1.1.1:80 127.0.0.1:2775 arg1\n");
+    let sdks = |port: u16| format!("http://127.0.0.1:{port}/vertex/ http://127.0.0.1:{port}/vertex/v1");
+    assert_eq!(run(&[]), format!("127.0.0.1:2775 127.0.0.1:2775 arg1 {}\n", sdks(2775)));
+    assert_eq!(run(&[("VERTEX_BROKER_PORT", "3001")]), format!("127.0.0.1:3001 127.0.0.1:3001 arg1 {}\n", sdks(3001)));
+    assert_eq!(
+        run(&[("GCE_METADATA_HOST", "10.1.1.1:80"), ("GOOGLE_VERTEX_BASE_URL", "https://x.example/")]),
+        "10.1.1.1:80 127.0.0.1:2775 arg1 https://x.example/ http://127.0.0.1:2775/vertex/v1\n",
+        "what the function sets is kept"
+    );
+    assert_eq!(
+        run(&[("VERTEX_BROKER_SDK_BASE_URLS", "off")]),
+        "127.0.0.1:2775 127.0.0.1:2775 arg1 unset unset\n",
+        "the SDKs' base URLs left alone"
+    );
 }
 
 /// Starts the extension for the fixture's secret with `env`, waits for its token to be served.

@@ -51,7 +51,8 @@ fn the_layer_build_puts_the_extension_and_wrapper_where_the_template_points() {
 #[test]
 fn every_environment_variable_the_template_sets_is_read_by_the_code() {
     let t = template();
-    let config = read("src/config/mod.rs");
+    let config: String =
+        ["src/config/mod.rs", "src/config/vertex.rs", "layer/vertex-broker-wrapper"].map(read).join("\n");
     let proxy = read("examples/vertex-proxy/src/lib.rs");
     let mut seen = 0;
     for line in t.lines() {
@@ -59,9 +60,9 @@ fn every_environment_variable_the_template_sets_is_read_by_the_code() {
         let Some((name, _)) = line.split_once(':') else { continue };
         if name.starts_with("VERTEX_") {
             seen += 1;
-            let quoted = format!("\"{name}\"");
+            let (quoted, shell) = (format!("\"{name}\""), format!("${{{name}:-"));
             assert!(
-                config.contains(&quoted) || proxy.contains(&quoted),
+                config.contains(&quoted) || config.contains(&shell) || proxy.contains(&quoted),
                 "{name} is set by the template but read nowhere"
             );
         }
