@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs Google's own client libraries that tests/broker.rs runs against the broker:
-#   Python google-auth          .venv (scripts/venv.sh, tests/requirements.txt)
-#   Node google-auth-library    tests/node/node_modules (npm ci, tests/node/package-lock.json)
+# Installs the real clients the tests run against the broker:
+#   Python google-auth, google-genai, openai, anthropic[vertex]
+#                               .venv (scripts/venv.sh, tests/requirements.txt)
+#   Node google-auth-library, @google/genai
+#                               tests/node/node_modules (npm ci, tests/node/package-lock.json)
 #   Go x/oauth2/google          Debian's golang-go and golang-golang-x-oauth2-google-dev
 #   Java google-auth-library    Debian's libgoogle-auth-java, run from source by a headless JDK
+#   Chromium                    Debian's chromium, headless: the browser the guards must refuse
 # Prints nothing when everything is already installed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,10 +18,11 @@ node_dir="$root/tests/node"
 stamp="$node_dir/node_modules/.package-lock.sha256"
 want=$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "==> installing google-auth-library into tests/node/node_modules"
+  echo "==> installing google-auth-library and @google/genai into tests/node/node_modules"
   (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" >"$stamp"
 fi
 
 bash "$root/scripts/apt.sh" golang-go golang-golang-x-oauth2-google-dev
 bash "$root/scripts/apt.sh" default-jdk-headless libgoogle-auth-java
+bash "$root/scripts/apt.sh" chromium
