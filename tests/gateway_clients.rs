@@ -99,9 +99,12 @@ async fn the_genai_sdk_s_whole_vertex_surface_goes_through_the_gateway() {
             row("batchPredictionJobs.get", "-", 200, None),
             row("batchPredictionJobs.cancel", "-", 200, None),
             row("batchPredictionJobs.get", "-", 200, None),
+            row("predictLongRunning", "veo-3.0-generate-001", 200, None),
+            row("fetchPredictOperation", "veo-3.0-generate-001", 200, None),
         ]
     );
-    assert_eq!(f.emu.calls("vertex@global"), 4, "the model calls went to the SDK's default location");
+    assert!(v["video"].as_str().is_some_and(|u| u.starts_with("gs://")), "{v}");
+    assert_eq!(f.emu.calls("vertex@global"), 6, "the model calls went to the SDK's default location");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,9 @@ def genai_surface():
     out["job_state"] = str(client.batches.get(name=job.name).state)
     client.batches.cancel(name=job.name)
     out["job_after_cancel"] = str(client.batches.get(name=job.name).state)
+    operation = client.models.generate_videos(model="veo-3.0-generate-001", prompt="a cat on a skateboard")
+    operation = client.operations.get(operation)
+    out["video"] = operation.response.generated_videos[0].video.uri if operation.done else None
     return out
 
 

@@ -1,6 +1,7 @@
 //! Gemini's model calls: `:generateContent`, `:streamGenerateContent` (SSE with `?alt=sse`, else
 //! a JSON array), `:countTokens`, `:computeTokens`, `:embedContent`, embeddings through
-//! `:predict`, and a deployed endpoint's `:predict`. Answers echo the prompt, a word per streamed
+//! `:predict`, Veo's `:predictLongRunning` and `:fetchPredictOperation` (the video is "ready" at
+//! once), and a deployed endpoint's `:predict`. Answers echo the prompt, a word per streamed
 //! event; the last event carries `finishReason` and the full `usageMetadata`, as Vertex's does.
 //! Claude's `:rawPredict` under `publishers/anthropic` goes to [`super::anthropic`].
 
@@ -112,6 +113,27 @@ pub async fn model(
                 .map(|c| json!({"embeddings": {"values": embedding(c), "statistics": {"token_count": words(c), "truncated": false}}}))
                 .collect();
             return Json(json!({"predictions": predictions})).into_response();
+        }
+        "predictLongRunning" => {
+            if body.pointer("/instances/0/prompt").and_then(Value::as_str).is_none_or(str::is_empty) {
+                return invalid("instances[0].prompt is required.");
+            }
+            let mut world = shared.world();
+            world.vertex.next_id += 1;
+            let name = format!("{resource}/operations/{:016x}", world.vertex.next_id);
+            let video =
+                json!({"gcsUri": format!("gs://emulator/{:016x}.mp4", world.vertex.next_id), "mimeType": "video/mp4"});
+            let done = json!({"name": name, "done": true, "response": {
+                "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse", "videos": [video]}});
+            world.vertex.operations.insert(name.clone(), done);
+            return Json(json!({"name": name})).into_response();
+        }
+        "fetchPredictOperation" => {
+            let name = body.get("operationName").and_then(Value::as_str).unwrap_or_default();
+            return match shared.world().vertex.operations.get(name) {
+                Some(op) => Json(op.clone()).into_response(),
+                None => ApiError::new(404, "NOT_FOUND", format!("Operation {name} not found.")).into_response(),
+            };
         }
         _ => return not_found(),
     }

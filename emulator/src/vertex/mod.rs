@@ -24,12 +24,14 @@ use crate::Shared;
 
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
-/// What Vertex holds between calls: caches and batch jobs by name, and the last call's
+/// What Vertex holds between calls: caches, batch jobs and operations by name, and the last call's
 /// request headers (for tests that check what reached Vertex).
 #[derive(Default)]
 pub struct VertexState {
     pub caches: BTreeMap<String, serde_json::Value>,
     pub jobs: BTreeMap<String, serde_json::Value>,
+    /// Long-running operations (Veo's `:predictLongRunning`) by name.
+    pub operations: BTreeMap<String, serde_json::Value>,
     pub next_id: u64,
     pub last_headers: HashMap<String, String>,
 }
@@ -47,6 +49,10 @@ pub fn routes() -> Router<Arc<Shared>> {
                 post(gemini::model).get(resources::model_in_location),
             )
             .route(&format!("/{v}/publishers/{{publisher}}/models/{{model}}"), get(resources::model))
+            .route(
+                &format!("{located}/publishers/{{publisher}}/models/{{model}}/operations/{{id}}"),
+                get(resources::get_operation),
+            )
             .route(&format!("{located}/cachedContents"), post(resources::create_cache).get(resources::list_caches))
             .route(
                 &format!("{located}/cachedContents/{{id}}"),

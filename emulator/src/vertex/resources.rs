@@ -1,7 +1,7 @@
 //! What the GenAI SDK manages besides model calls: a publisher model's metadata (`models.get`,
 //! with or without a project and location in the path), context caches (`cachedContents`:
 //! create, get, list, patch, delete) and batch prediction jobs (`batchPredictionJobs`: create,
-//! get, list, `:cancel`). Names come back with the project number, as Vertex writes them, and
+//! get, list, `:cancel`), and a long-running operation under its model. Names come back with the project number, as Vertex writes them, and
 //! are accepted with either the number or the id.
 
 use std::collections::HashMap;
@@ -286,4 +286,20 @@ pub async fn cancel_job(
     job["state"] = "JOB_STATE_CANCELLING".into();
     job["updateTime"] = now().into();
     Json(json!({})).into_response()
+}
+
+/// `GET .../publishers/{publisher}/models/{model}/operations/{id}`.
+pub async fn get_operation(
+    State(shared): State<Arc<Shared>>,
+    Path((project, location, publisher, model, id)): Path<(String, String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let name = format!("projects/{project}/locations/{location}/publishers/{publisher}/models/{model}/operations/{id}");
+    if let Err(r) = gate(&shared, &headers, "aiplatform.operations.get", &name) {
+        return r;
+    }
+    match shared.world().vertex.operations.get(&name) {
+        Some(op) => Json(op.clone()).into_response(),
+        None => not_found(&name),
+    }
 }
