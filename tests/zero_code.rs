@@ -2,7 +2,8 @@
 //! Python's `genai.Client(vertexai=True, project, location)`, `AnthropicVertex()` and Node's
 //! `new GoogleGenAI({vertexai, project, location})`, given no base URL and no credential,
 //! reach Vertex (the emulator, which answers only the account's real tokens) through the
-//! gateway; the token they were handed is refused by Vertex when sent there directly.
+//! gateway; the token they were handed is refused by Vertex when sent there directly. The
+//! example functions (`examples/python-function`, `examples/node-function`) run the same way.
 
 use test_support as support;
 
@@ -24,6 +25,9 @@ async fn under_wrapper(port: u16, program: &str, args: &[&str]) -> Value {
         .env("VERTEX_BROKER_PORT", port.to_string())
         .env("CLOUD_ML_REGION", "us-east5")
         .env("ANTHROPIC_VERTEX_PROJECT_ID", "proj-test")
+        .env("GOOGLE_CLOUD_PROJECT", "proj-test")
+        .env("GOOGLE_CLOUD_LOCATION", "us-central1")
+        .env("NODE_PATH", format!("{REPO}/tests/node/node_modules"))
         .arg(program)
         .args(args)
         .output()
@@ -62,6 +66,23 @@ async fn sdks_with_no_base_url_and_no_credential_reach_vertex_through_the_gatewa
     .await;
     assert_eq!(node["text"], "echo: hello from node");
 
+    // The example functions, as Lambda's runtimes would call their handlers.
+    let event = r#"{"body": "{\"prompt\": \"an example prompt\"}"}"#;
+    let python_example = format!(
+        "import json, sys; sys.path.insert(0, '{REPO}/examples/python-function'); import handler; \
+         print(handler.handler(json.loads(sys.argv[1]), None)['body'])"
+    );
+    let answer = under_wrapper(port, &python, &["-c", &python_example, event]).await;
+    assert_eq!(
+        (answer["genai"].as_str(), answer["openai"].as_str()),
+        (Some("echo: an example prompt"), Some("echo: an example prompt"))
+    );
+    let node_example = format!(
+        "require('{REPO}/examples/node-function/index.js').handler(JSON.parse(process.argv[1])).then(r => console.log(r.body))"
+    );
+    let answer = under_wrapper(port, "node", &["-e", &node_example, event]).await;
+    assert_eq!(answer["genai"], "echo: an example prompt");
+
     // What function code was handed is the gateway's token: Vertex refuses it.
     let token = v["token"].as_str().unwrap();
     assert!(token.starts_with("vertex-broker-gateway."), "{token}");
@@ -86,7 +107,7 @@ async fn sdks_with_no_base_url_and_no_credential_reach_vertex_through_the_gatewa
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l["event"] == "vertex-broker.audit")
         .collect();
-    assert_eq!(audits.len(), 3, "{out}");
+    assert_eq!(audits.len(), 6, "{out}");
     assert!(
         audits.iter().all(|a| a["status"] == 200 && a["account"] == f.account.as_str()),
         "as the account: {audits:?}"
