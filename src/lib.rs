@@ -5,7 +5,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`config`] | every environment variable, its default and its validation; `require_lambda` for Lambda entry points |
+//! | [`config`] | every environment variable, its default and its validation (the gateway's in `config/vertex.rs`, the model allowlist in `config/allowed_models.rs`); `require_lambda` for Lambda entry points |
 //! | [`key`] | `ServiceAccountKey`: parse and validate a Google JSON key file; redacted, zeroized |
 //! | [`google::iam`] | `IamClient`: create/list/get/delete/disable/enable keys; Google errors typed |
 //! | [`google::token`] | `TokenClient`, one per process: access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |
@@ -16,7 +16,7 @@
 //! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI; `ErrorClass` names each failure |
 //! | [`operator`] | what the CLI adds over the engine's public interface: local rotation, following one, status, revoke, first key |
 //! | [`broker`] | the token broker: guards, limits, cache, accounts, GCE metadata protocol, listener, signals, Lambda extension |
-//! | [`broker::gateway`] | `/vertex/...`: Vertex calls with the account's token, streamed, retried within the deadline, audited |
+//! | [`broker::gateway`] | `/vertex/...`: Vertex calls with the account's token, streamed, retried within the deadline, audited; `route/table.rs` is the one table of what it forwards |
 //! | [`broker::metrics`] | the broker's CloudWatch EMF metrics, aggregated between flushes |
 //! | [`cli`] | the operator CLI, one file per command; `Printer` (text or JSON) and `ExitCode` |
 //! | [`doctor`] | `vertex-broker doctor`: the token path checked one call at a time, with what to fix per step |
@@ -30,7 +30,8 @@
 //! Binaries: `vertex-broker` (the CLI, `src/main.rs` over `src/cli/`), `vertex-broker-extension`
 //! (the layer's extension, `src/bin/`). The rotation Lambda is the `rotation/` crate (binary `bootstrap`);
 //! the local Google used by tests and `dev` is the `emulator/` crate (binary `google-emulator`);
-//! the example function behind API Gateway is `examples/vertex-proxy`. The layer's exec wrapper
+//! the example function behind API Gateway is `examples/vertex-proxy` (Python and Node functions
+//! with no credential in their code are `examples/python-function` and `examples/node-function`). The layer's exec wrapper
 //! is `layer/vertex-broker-wrapper`; `template.yaml` wires it all for AWS SAM. The design is in
 //! `docs/ARCHITECTURE.md`; the tests' shared harness is the `tests/support` crate.
 

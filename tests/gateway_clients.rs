@@ -14,23 +14,6 @@ use vertex_broker::broker::BrokerSettings;
 
 const MARKER: &str = "hello";
 
-async fn client(addr: &str, surface: &str, base_url: &str, location: &str, model: &str) -> Value {
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-    let mut cmd = support::broker::google_client_at(python, addr);
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/vertex_clients.py")).args([
-        surface,
-        base_url,
-        "proj-test",
-        location,
-        model,
-    ]);
-    let out = cmd.output().await.unwrap();
-    assert!(out.status.success(), "{surface}: {}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v.get("error").is_none(), "{surface}: {v}");
-    v
-}
-
 /// Runs `surface` through a `serve` process in gateway token mode; what the client saw and the
 /// audit lines `serve` wrote.
 async fn through_serve(f: &Fixture, surface: &str, location: &str, model: &str) -> (Value, Vec<Value>) {
@@ -42,7 +25,8 @@ async fn through_serve(f: &Fixture, surface: &str, location: &str, model: &str) 
         .unwrap();
     support::wait_listening(port).await;
     let addr = format!("127.0.0.1:{port}");
-    let v = client(&addr, surface, &format!("http://{addr}/vertex"), location, model).await;
+    let v = support::broker::vertex_client(&addr, surface, &format!("http://{addr}/vertex"), location, model).await;
+    assert!(v.get("error").is_none(), "{surface}: {v}");
     let (out, err) = support::stop_serve(child).await;
     assert!(!out.contains("hello ") && !err.contains("hello "), "no prompt in any log line");
     assert!(!out.contains("ya29.") && !out.contains("vertex-broker-gateway."), "nor a token");

@@ -7,25 +7,8 @@ use test_support as support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use support::broker::RunningBroker;
 use vertex_broker::broker::token_cache::CachePolicy;
-
-pub async fn client(addr: &str, surface: &str, base_url: &str, location: &str, model: &str) -> Value {
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-    let mut cmd = support::broker::google_client_at(python, addr);
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/vertex_clients.py")).args([
-        surface,
-        base_url,
-        "proj-test",
-        location,
-        model,
-    ]);
-    let out = cmd.output().await.unwrap();
-    assert!(out.status.success(), "{surface}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{surface}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 async fn broker(name: &str) -> (support::Fixture, RunningBroker) {
     let f = support::Fixture::new(name).await;
@@ -36,7 +19,8 @@ async fn broker(name: &str) -> (support::Fixture, RunningBroker) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_genai_sdk_uses_every_vertex_surface_of_the_emulator() {
     let (f, b) = broker("surface-genai").await;
-    let v = client(&b.addr.to_string(), "genai", &f.emu.url(), "global", "gemini-2.0-flash").await;
+    let v =
+        support::broker::vertex_client(&b.addr.to_string(), "genai", &f.emu.url(), "global", "gemini-2.0-flash").await;
     assert!(v.get("error").is_none(), "{v}");
     assert_eq!(v["text"], "echo: hello surface");
     assert_eq!(v["stream"], "echo: one two");
@@ -62,7 +46,9 @@ async fn the_genai_sdk_uses_every_vertex_surface_of_the_emulator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_completes_and_streams_from_the_emulator() {
     let (f, b) = broker("surface-openai").await;
-    let v = client(&b.addr.to_string(), "openai", &f.emu.url(), "us-central1", "gemini-2.0-flash").await;
+    let v =
+        support::broker::vertex_client(&b.addr.to_string(), "openai", &f.emu.url(), "us-central1", "gemini-2.0-flash")
+            .await;
     assert!(v.get("error").is_none(), "{v}");
     assert_eq!(v["text"], "echo: hello openai");
     assert_eq!(v["usage"], 5);
@@ -73,7 +59,14 @@ async fn the_openai_sdk_completes_and_streams_from_the_emulator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_vertex_messages_streams_and_counts_against_the_emulator() {
     let (f, b) = broker("surface-anthropic").await;
-    let v = client(&b.addr.to_string(), "anthropic", &f.emu.url(), "us-east5", "claude-sonnet-4@20250514").await;
+    let v = support::broker::vertex_client(
+        &b.addr.to_string(),
+        "anthropic",
+        &f.emu.url(),
+        "us-east5",
+        "claude-sonnet-4@20250514",
+    )
+    .await;
     assert!(v.get("error").is_none(), "{v}");
     assert_eq!(v["text"], "echo: hello claude");
     assert_eq!(v["usage"], serde_json::json!([2, 3]));

@@ -6,9 +6,9 @@
 //! | [`token_cache`] | per-key token cache: refresh ahead, min life, single-flight, backoff, LRU cap |
 //! | [`mint_limit`] | Google quota a neighbour can spend: mints in flight, first mints per second |
 //! | [`account`] | one served account: its token source (rotated key or federation), impersonation, caches; INVOKE work |
-//! | [`guard`] | who may ask: loopback `Host` only, no browser or proxy headers, GET with `Metadata-Flavor` |
+//! | [`guard`] | who may ask: loopback `Host` only, no browser (`Origin`, `Sec-Fetch-Site/Dest/User`) or proxy headers, GET with `Metadata-Flavor` |
 //! | [`metadata`] | the metadata protocol: routes, exact content types, 429 and 503 answers |
-//! | [`gateway`] | `/vertex/...`: Vertex calls with the account's token, streamed, retried within the deadline, audited |
+//! | [`gateway`] | `/vertex/...`: the table of Vertex calls it forwards, with the account's token, streamed, retried within the deadline, audited |
 //! | [`metrics`] | CloudWatch EMF: counts and latencies aggregated between flushes |
 //! | [`invocation`] | the Lambda invocation running now: request id and deadline |
 //! | [`status`] | `/vertex-broker/v1/status`: counts and a few recent slots, nothing a neighbour could use |

@@ -81,8 +81,9 @@ fn seconds(ttl: &str) -> Option<i64> {
     ttl.strip_suffix('s')?.parse::<f64>().ok().filter(|s| *s > 0.0).map(|s| s as i64)
 }
 
-fn gate(shared: &Shared, headers: &HeaderMap, permission: &str, resource: &str) -> Result<(), Response> {
-    authorize(shared, headers, permission, resource).map_err(IntoResponse::into_response)
+/// The refusal, if the caller may not do `permission` on `resource`.
+fn refused(shared: &Shared, headers: &HeaderMap, permission: &str, resource: &str) -> Option<Response> {
+    authorize(shared, headers, permission, resource).err().map(IntoResponse::into_response)
 }
 
 pub async fn create_cache(
@@ -92,7 +93,7 @@ pub async fn create_cache(
     body: Option<Json<Value>>,
 ) -> Response {
     let parent = parent(&project, &location);
-    if let Err(r) = gate(&shared, &headers, "aiplatform.cachedContents.create", &parent) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.cachedContents.create", &parent) {
         return r;
     }
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
@@ -134,7 +135,7 @@ pub async fn list_caches(
     headers: HeaderMap,
 ) -> Response {
     let parent = parent(&project, &location);
-    if let Err(r) = gate(&shared, &headers, "aiplatform.cachedContents.list", &parent) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.cachedContents.list", &parent) {
         return r;
     }
     let world = shared.world();
@@ -149,7 +150,7 @@ pub async fn get_cache(
     headers: HeaderMap,
 ) -> Response {
     let name = format!("{}/cachedContents/{id}", parent(&project, &location));
-    if let Err(r) = gate(&shared, &headers, "aiplatform.cachedContents.get", &name) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.cachedContents.get", &name) {
         return r;
     }
     match shared.world().vertex.caches.get(&name) {
@@ -166,7 +167,7 @@ pub async fn patch_cache(
     body: Option<Json<Value>>,
 ) -> Response {
     let name = format!("{}/cachedContents/{id}", parent(&project, &location));
-    if let Err(r) = gate(&shared, &headers, "aiplatform.cachedContents.update", &name) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.cachedContents.update", &name) {
         return r;
     }
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
@@ -197,7 +198,7 @@ pub async fn delete_cache(
     headers: HeaderMap,
 ) -> Response {
     let name = format!("{}/cachedContents/{id}", parent(&project, &location));
-    if let Err(r) = gate(&shared, &headers, "aiplatform.cachedContents.delete", &name) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.cachedContents.delete", &name) {
         return r;
     }
     match shared.world().vertex.caches.remove(&name) {
@@ -213,7 +214,7 @@ pub async fn create_job(
     body: Option<Json<Value>>,
 ) -> Response {
     let parent = parent(&project, &location);
-    if let Err(r) = gate(&shared, &headers, "aiplatform.batchPredictionJobs.create", &parent) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.batchPredictionJobs.create", &parent) {
         return r;
     }
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
@@ -244,7 +245,7 @@ pub async fn list_jobs(
     headers: HeaderMap,
 ) -> Response {
     let parent = parent(&project, &location);
-    if let Err(r) = gate(&shared, &headers, "aiplatform.batchPredictionJobs.list", &parent) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.batchPredictionJobs.list", &parent) {
         return r;
     }
     let world = shared.world();
@@ -259,7 +260,7 @@ pub async fn get_job(
     headers: HeaderMap,
 ) -> Response {
     let name = format!("{}/batchPredictionJobs/{id}", parent(&project, &location));
-    if let Err(r) = gate(&shared, &headers, "aiplatform.batchPredictionJobs.get", &name) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.batchPredictionJobs.get", &name) {
         return r;
     }
     match shared.world().vertex.jobs.get(&name) {
@@ -278,7 +279,7 @@ pub async fn cancel_job(
         return ApiError::new(404, "NOT_FOUND", "Method not found.").into_response();
     };
     let name = format!("{}/batchPredictionJobs/{id}", parent(&project, &location));
-    if let Err(r) = gate(&shared, &headers, "aiplatform.batchPredictionJobs.cancel", &name) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.batchPredictionJobs.cancel", &name) {
         return r;
     }
     let mut world = shared.world();
@@ -295,7 +296,7 @@ pub async fn get_operation(
     headers: HeaderMap,
 ) -> Response {
     let name = format!("projects/{project}/locations/{location}/publishers/{publisher}/models/{model}/operations/{id}");
-    if let Err(r) = gate(&shared, &headers, "aiplatform.operations.get", &name) {
+    if let Some(r) = refused(&shared, &headers, "aiplatform.operations.get", &name) {
         return r;
     }
     match shared.world().vertex.operations.get(&name) {

@@ -90,6 +90,30 @@ pub fn google_client_at(program: &str, addr: &str) -> tokio::process::Command {
     cmd
 }
 
+/// Runs `tests/python/vertex_clients.py`: one of Vertex's popular clients (`genai`, `openai`,
+/// `anthropic`) against `base_url` for project `proj-test`, with its credentials from the broker at
+/// `addr`; what the client saw (`{"error": ...}` when it raised).
+pub async fn vertex_client(
+    addr: &str,
+    surface: &str,
+    base_url: &str,
+    location: &str,
+    model: &str,
+) -> serde_json::Value {
+    let mut cmd = google_client_at(&format!("{}/.venv/bin/python", super::REPO), addr);
+    cmd.arg(format!("{}/tests/python/vertex_clients.py", super::REPO)).args([
+        surface,
+        base_url,
+        "proj-test",
+        location,
+        model,
+    ]);
+    let out = cmd.output().await.unwrap();
+    assert!(out.status.success(), "{surface}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{surface}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
 /// The four clients every broker setup is proven with: Python google-auth, Node
 /// google-auth-library, Go x/oauth2/google and Java google-auth-library, each as (name, command)
 /// pointed at `addr` and asking for an ID token for `audience`. Each prints one JSON object

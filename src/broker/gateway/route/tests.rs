@@ -218,3 +218,90 @@ fn refuses_what_is_not_a_row() {
         assert!(!e.message.contains('\n'), "{path}");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Path segments from the table's words and hostile bytes alike.
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "projects",
+                "p",
+                "locations",
+                "us-central1",
+                "global",
+                "us",
+                "eu",
+                "publishers",
+                "google",
+                "anthropic",
+                "models",
+                "m:generateContent",
+                "count-tokens:rawPredict",
+                "endpoints",
+                "openapi",
+                "chat",
+                "completions",
+                "cachedContents",
+                "batchPredictionJobs",
+                "1:cancel",
+                "operations",
+                "..",
+                ".",
+                "",
+            ])
+            .prop_map(str::to_string),
+            "[a-zA-Z0-9:@%#?.\\-_ ]{0,12}",
+        ]
+    }
+
+    /// Paths of every row, as a start for edits.
+    const VALID: [&str; 6] = [
+        "projects/p/locations/us-central1/publishers/google/models/m:generateContent",
+        "projects/p/locations/eu/publishers/anthropic/models/count-tokens:rawPredict",
+        "projects/p/locations/global/endpoints/openapi/chat/completions",
+        "projects/p/locations/us/cachedContents/c1",
+        "projects/p/locations/europe-west4/batchPredictionJobs/1:cancel",
+        "publishers/google/models/m",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// Whatever the path (a row's, with up to two segments replaced by anything), parsing
+        /// never panics, and a forwarded call's URL is the location's own host with exactly the
+        /// path received: nothing a caller writes moves the host or the path.
+        #[test]
+        fn a_forwarded_url_keeps_its_host_and_path(
+            version in prop::sample::select(vec!["v1", "v1beta1"]),
+            base in prop::sample::select(VALID.to_vec()),
+            edits in prop::collection::vec((0usize..10, segment()), 0..3),
+            method in prop::sample::select(vec![Method::GET, Method::POST, Method::PATCH, Method::DELETE]),
+        ) {
+            let mut segments: Vec<String> = base.split('/').map(str::to_string).collect();
+            for (at, replacement) in edits {
+                let at = at % segments.len();
+                segments[at] = replacement;
+            }
+            let rest = segments.join("/");
+            let Ok(call) = VertexCall::parse(&format!("/vertex/{version}/{rest}"), None, &method, "global") else {
+                return Ok(());
+            };
+            let url = reqwest::Url::parse(&call.url(None, false)).unwrap();
+            prop_assert_eq!(format!("{}://{}", url.scheme(), url.host_str().unwrap()), host(&call.location));
+            prop_assert_eq!(url.path(), format!("/{version}/{rest}"));
+            prop_assert!(url.query().is_none() && url.fragment().is_none());
+        }
+    }
+
+    #[test]
+    fn the_property_starts_from_paths_that_are_forwarded() {
+        for (path, method) in
+            VALID.iter().zip([Method::POST, Method::POST, Method::POST, Method::GET, Method::POST, Method::GET])
+        {
+            assert!(VertexCall::parse(&format!("/vertex/v1/{path}"), None, &method, "global").is_ok(), "{path}");
+        }
+    }
+}
