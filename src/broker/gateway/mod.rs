@@ -9,6 +9,7 @@
 //! | [`retry`] | when to try again: backoff with jitter, `Retry-After`, the deadline |
 //! | [`body`] | the request body streamed up (size limit, copy kept for retries), the answer streamed down |
 //! | [`error`] | the gateway's own answers, in Google's error format |
+//! | [`forward`] | one call's attempts at Vertex: headers passed up, retries, the answer passed back |
 //! | [`usage`] | token counts read from the answer's head and tail, per surface (Gemini, OpenAI, Anthropic) |
 //! | [`caller_token`] | the gateway token handed out by `VERTEX_BROKER_TOKEN_ENDPOINTS=gateway` |
 //! | [`report`] | the audit line and the call's metrics, written when the answer ends |
@@ -16,6 +17,7 @@
 pub(crate) mod body;
 pub(crate) mod caller_token;
 pub(crate) mod error;
+pub(crate) mod forward;
 pub(crate) mod report;
 pub(crate) mod retry;
 pub(crate) mod route;
@@ -26,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
 use tokio::time::Instant;
 
@@ -34,8 +36,8 @@ use self::body::{read_whole, Download, Outgoing, ReadError, ReplayBudget, Upload
 pub use self::caller_token::GatewayToken;
 pub(crate) use self::error::GatewayError;
 use self::error::{no_token, too_large};
+use self::forward::{pass_through, Call};
 use self::report::CallReport;
-use self::retry::{Decision, Retries};
 use self::route::table::BodyModel;
 use self::route::VertexCall;
 use super::guard;
@@ -55,22 +57,6 @@ pub const ATTEMPTS_HEADER: &str = "x-vertex-broker-attempts";
 const REPLAY_BUDGET: usize = 64 * 1024 * 1024;
 /// Kept back from a Lambda invocation's deadline: the function still has to answer.
 const LAMBDA_MARGIN: Duration = Duration::from_millis(200);
-/// Request headers passed to Vertex, with every `anthropic-*` one (`anthropic-version`,
-/// `anthropic-beta`: Claude's features); everything else (cookies, the caller's `Authorization`,
-/// compression that would hide the usage counts) stays here.
-const FORWARDED: [&str; 7] = [
-    "content-type",
-    "accept",
-    "user-agent",
-    "x-goog-api-client",
-    "x-goog-user-project",
-    "x-goog-request-params",
-    "x-server-timeout",
-];
-/// Answer headers not passed back: hop-by-hop, framing (hyper sets it), and cookies.
-const NOT_RETURNED: [&str; 7] =
-    ["connection", "keep-alive", "transfer-encoding", "content-length", "set-cookie", "alt-svc", "upgrade"];
-
 /// The gateway's shared parts: settings, the upstream client, the retry copy budget, the
 /// gateway token.
 pub struct Gateway {
@@ -242,140 +228,6 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     }
 }
 
-/// One gateway call on its way to Vertex.
-struct Call<'a> {
-    gateway: &'a Gateway,
-    route: &'a VertexCall,
-    parts: &'a hyper::http::request::Parts,
-    token: &'a str,
-    deadlines: Deadlines,
-    arrived: Instant,
-}
-
-impl Call<'_> {
-    /// Sends the call, and again after a retryable answer while the deadline allows: Vertex's
-    /// answer to pass on (with the `Retry-After` to add, if any), or the gateway's own error.
-    async fn forward(
-        &self,
-        mut upload: Outgoing,
-        report: &mut CallReport,
-    ) -> Result<(reqwest::Response, Option<u64>), GatewayError> {
-        let settings = &self.gateway.settings;
-        let mut retries = Retries::new(settings.retries, self.deadlines.retries);
-        let mut global = false;
-        loop {
-            report.attempts += 1;
-            let attempt_started = Instant::now();
-            // A retry is decided only with the whole body kept; the error is a second lock.
-            let body =
-                upload.attempt().ok_or_else(|| GatewayError::new(502, "the request body could not be sent again"))?;
-            let url = self.route.url(settings.endpoint.as_deref(), global);
-            let request = self
-                .gateway
-                .client
-                .request(self.parts.method.clone(), &url)
-                .headers(forwarded(&self.parts.headers))
-                .bearer_auth(self.token)
-                .body(body);
-            let answer = match tokio::time::timeout_at(self.deadlines.end, request.send()).await {
-                Err(_) => {
-                    report.upstream_errors += 1;
-                    return Err(self.deadline_passed());
-                }
-                Ok(Err(_)) if upload.too_large() => return Err(too_large(settings.max_body)),
-                Ok(Err(e)) => {
-                    report.upstream_errors += 1;
-                    // The URL names the project: the log and the answer say the host only.
-                    let e = e.without_url().to_string();
-                    tracing::warn!(model = %self.route.model_label(), error = %e, "cannot reach Vertex");
-                    match retry(&mut retries, &upload, attempt_started.elapsed()) {
-                        Some(wait) => {
-                            tokio::time::sleep(wait).await;
-                            continue;
-                        }
-                        None => {
-                            let host = url.split('/').take(3).collect::<Vec<_>>().join("/");
-                            return Err(GatewayError::new(502, format!("cannot reach Vertex at {host}: {e}")));
-                        }
-                    }
-                }
-                Ok(Ok(answer)) => answer,
-            };
-            let status = answer.status().as_u16();
-            if !retry::retryable(status) {
-                return Ok((answer, None));
-            }
-            report.upstream_errors += 1;
-            let asked = retry::parse_retry_after(answer.headers().get(RETRY_AFTER));
-            match retries.next(asked, attempt_started.elapsed(), Instant::now()) {
-                Decision::After(wait) if upload.replayable() => {
-                    drop(answer);
-                    if status == 429 && settings.fallback_global && self.route.may_use_global() {
-                        global = true;
-                    }
-                    tokio::time::sleep(wait).await;
-                }
-                Decision::After(wait) => return Ok((answer, Some(wait.as_secs().max(1)))),
-                Decision::GiveUp { retry_after_s } => return Ok((answer, Some(retry_after_s))),
-            }
-        }
-    }
-
-    fn deadline_passed(&self) -> GatewayError {
-        let allowed = self.deadlines.end.saturating_duration_since(self.arrived);
-        GatewayError::new(
-            504,
-            format!(
-                "Vertex did not answer within the call's deadline ({} ms: VERTEX_BROKER_VERTEX_DEADLINE, \
-                 {TIMEOUT_HEADER}, x-server-timeout or the Lambda invocation's)",
-                allowed.as_millis()
-            ),
-        )
-    }
-}
-
-/// The wait before retrying an attempt that got no answer, if the body can be sent again and
-/// the deadline allows.
-fn retry(retries: &mut Retries, upload: &Outgoing, took: Duration) -> Option<Duration> {
-    if !upload.replayable() {
-        return None;
-    }
-    match retries.next(None, took, Instant::now()) {
-        Decision::After(wait) => Some(wait),
-        Decision::GiveUp { .. } => None,
-    }
-}
-
-/// Vertex's answer, headers and streamed body, to the caller.
-fn pass_through(
-    answer: reqwest::Response,
-    report: CallReport,
-    retry_after: Option<u64>,
-    dialect: route::table::Dialect,
-) -> Response<ResponseBody> {
-    let attempts = report.attempts;
-    let answer: hyper::Response<reqwest::Body> = answer.into();
-    let (mut parts, body) = answer.into_parts();
-    for name in NOT_RETURNED {
-        parts.headers.remove(name);
-    }
-    if let Some(s) = retry_after {
-        parts.headers.entry(RETRY_AFTER).or_insert(HeaderValue::from(s));
-    }
-    parts.headers.insert(HeaderName::from_static(ATTEMPTS_HEADER), HeaderValue::from(attempts));
-    Response::from_parts(parts, Either::Right(Download::new(body, report, dialect)))
-}
-
-fn forwarded(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (name, value) in headers {
-        if FORWARDED.contains(&name.as_str()) || name.as_str().starts_with("anthropic-") {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
-}
-
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
@@ -386,7 +238,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::forward::forwarded;
     use super::*;
+    use hyper::header::{HeaderName, HeaderValue};
 
     #[tokio::test(start_paused = true)]
     async fn the_shortest_deadline_wins() {
