@@ -138,8 +138,10 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
          \n\
          Leave this running. Everything below goes in a second terminal.\n\
          \n\
-         Point Google's client libraries at the broker:\n\
+         Point Google's client libraries at the broker, and the Vertex SDKs (GenAI, AnthropicVertex) at\n\
+         its gateway, as the layer's wrapper does in Lambda:\n\
          \x20 export GCE_METADATA_HOST={addr} GCE_METADATA_IP={addr}\n\
+         \x20 export GOOGLE_VERTEX_BASE_URL=http://{addr}/vertex/ ANTHROPIC_VERTEX_BASE_URL=http://{addr}/vertex/v1\n\
          \n\
          Get a token, then call the emulator's Vertex AI with it:\n\
          \x20 curl -s -H 'Metadata-Flavor: Google' http://{addr}/computeMetadata/v1/instance/service-accounts/default/token\n\
