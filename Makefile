@@ -10,7 +10,7 @@ test:
 bench:
 	bash scripts/bench.sh
 
-## Coverage-guided fuzzing of the metadata request handling and the key parser (nightly,
+## Coverage-guided fuzzing of the metadata and gateway request handling and the key parser (nightly,
 ## cargo fuzz; installs both). FUZZ_SECONDS per target, default 60.
 fuzz:
 	bash scripts/fuzz.sh

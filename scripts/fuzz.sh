@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing (cargo fuzz, libFuzzer, nightly) of the broker's metadata request
-# handling and of the key-file parser. Installs the nightly toolchain and cargo-fuzz when missing.
+# Coverage-guided fuzzing (cargo fuzz, libFuzzer, nightly) of the broker's metadata and gateway
+# request handling and of the key-file parser. Installs the nightly toolchain and cargo-fuzz when missing.
 # Each target runs FUZZ_SECONDS (default 60) from the committed corpus (fuzz/corpus/TARGET, read
 # only); new inputs go to a scratch corpus, crashes to fuzz/artifacts/TARGET/. Prints executions
 # and crashes per target; exits non-zero on a crash.
@@ -13,7 +13,7 @@ seconds=${FUZZ_SECONDS:-60}
 scratch="${CARGO_TARGET_DIR:-$root/fuzz/target}/fuzz-corpus"
 status=0
 summary=()
-for target in metadata_request key_parse; do
+for target in metadata_request gateway_request key_parse; do
   mkdir -p "$scratch/$target"
   log="$scratch/$target.log"
   echo "==> fuzzing $target for ${seconds}s"

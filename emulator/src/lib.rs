@@ -309,5 +309,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/oauth2/v3/certs", get(oauth::certs))
         .merge(vertex::routes())
         .merge(admin::routes())
+        // Vertex takes requests with inline data up to about 20 MB (axum's default is 2 MB).
+        .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(shared)
 }

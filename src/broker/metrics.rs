@@ -43,6 +43,7 @@ struct BrokerCounts {
     upstream_errors: AtomicU64,
     key_reloads: AtomicU64,
     federation_exchanges: AtomicU64,
+    token_echoes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -125,6 +126,13 @@ impl Metrics {
         self.count(|b| &b.key_reloads);
     }
 
+    /// Answers that echoed the bearer token (masked).
+    pub fn token_echoes(&self, n: u32) {
+        if self.on() {
+            self.broker.token_echoes.fetch_add(u64::from(n), Ordering::Relaxed);
+        }
+    }
+
     /// An AWS-to-Google token exchange (federation).
     pub fn federation_exchange(&self) {
         self.count(|b| &b.federation_exchanges);
@@ -200,6 +208,7 @@ impl Metrics {
             ("UpstreamErrors", take(&b.upstream_errors)),
             ("KeyReloads", take(&b.key_reloads)),
             ("FederationExchanges", take(&b.federation_exchanges)),
+            ("TokenEchoesMasked", take(&b.token_echoes)),
         ];
         let mint_ms = std::mem::take(&mut *crate::lock(&b.mint_ms));
         if counts.iter().all(|(_, n)| *n == 0) && mint_ms.is_empty() {

@@ -14,6 +14,7 @@
 //! | [`status`] | `/vertex-broker/v1/status`: counts and a few recent slots, nothing a neighbour could use |
 //! | [`connections`] | open connections: the cap, idle eviction, the drain on shutdown |
 //! | [`server`] | the hyper listener on 127.0.0.1: timeouts, accept back-off, 429 over the connection cap |
+//! | [`write_timeout`] | a connection whose peer stops reading is closed (its slot returns) |
 //! | [`signals`] | SIGTERM/SIGINT drain and stop, SIGHUP re-reads the secrets |
 //! | [`extension`] | the Lambda Extensions API loop (register, INVOKE, SHUTDOWN) |
 
@@ -30,6 +31,7 @@ pub mod server;
 pub(crate) mod signals;
 pub mod status;
 pub mod token_cache;
+pub(crate) mod write_timeout;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! The broker's HTTP listener: HTTP/1.1 with keep-alive on 127.0.0.1 only, hyper directly (no
 //! framework) because the token endpoint is a hot path. Bounded against its neighbours:
 //! [`Connections`] caps open connections, hyper's own timer closes a connection that does not
-//! send a whole request head within the header timeout (idle keep-alive ones included), accept
+//! send a whole request head within the header timeout (idle keep-alive ones included), one whose
+//! peer stops reading its answer is closed after the write timeout, accept
 //! errors (descriptors exhausted) back off instead of spinning and are logged at most once a
 //! second, and shutdown drains requests in flight for a bounded time.
 
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 use super::connections::{Admitted, Connections, Refused};
 use super::gateway::{self, ResponseBody};
 use super::metadata::{self, Reply};
+use super::write_timeout::WriteTimeout;
 use super::Broker;
 
 /// Largest request head accepted; larger ones get 431 from hyper.
@@ -105,6 +107,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
 /// Serves one admitted connection until it ends, is evicted, or the broker drains.
 async fn connection(http: http1::Builder, stream: TcpStream, broker: Arc<Broker>, admitted: Admitted) {
     let admitted = Arc::new(admitted);
+    let write_timeout = broker.limits().write_timeout;
     let service = service_fn({
         let admitted = admitted.clone();
         move |req| {
@@ -122,7 +125,7 @@ async fn connection(http: http1::Builder, stream: TcpStream, broker: Arc<Broker>
             }
         }
     });
-    let conn = http.serve_connection(TokioIo::new(stream), service);
+    let conn = http.serve_connection(WriteTimeout::new(TokioIo::new(stream), write_timeout), service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,

@@ -94,6 +94,9 @@ pub struct Limits {
     /// head, counted from when it opens or its previous answer ends (so it also closes idle
     /// keep-alive connections).
     pub header_timeout: Duration,
+    /// `VERTEX_BROKER_WRITE_TIMEOUT`: how long a connection's peer may take nothing of its
+    /// answer before the connection is closed (a caller that stops reading frees its slot).
+    pub write_timeout: Duration,
     /// `VERTEX_BROKER_DRAIN_TIMEOUT`: how long requests in flight may finish on SIGTERM or
     /// SHUTDOWN (in Lambda, further bounded by the SHUTDOWN deadline).
     pub drain_timeout: Duration,
@@ -115,6 +118,7 @@ impl Default for Limits {
         Self {
             max_connections: 256,
             header_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
             max_slots: 64,
             max_mints: 4,
@@ -185,6 +189,7 @@ impl Config {
         let limits = Limits {
             max_connections: vars.count("VERTEX_BROKER_MAX_CONNECTIONS", defaults.max_connections)?,
             header_timeout: vars.duration("VERTEX_BROKER_HEADER_TIMEOUT", defaults.header_timeout)?,
+            write_timeout: vars.duration("VERTEX_BROKER_WRITE_TIMEOUT", defaults.write_timeout)?,
             drain_timeout: vars.duration("VERTEX_BROKER_DRAIN_TIMEOUT", defaults.drain_timeout)?,
             max_slots: vars.count("VERTEX_BROKER_MAX_SLOTS", defaults.max_slots)?,
             max_mints: vars.count("VERTEX_BROKER_MAX_MINTS", defaults.max_mints)?,

@@ -1,110 +1,25 @@
 //! The bodies the gateway passes through, both streamed: [`Upload`] carries the caller's request
-//! to Vertex as it arrives (counting it against the size limit, and keeping a copy within a
-//! broker-wide budget so that a 429 can be retried), and [`Download`] carries Vertex's answer
-//! back frame by frame, reading token usage from its tail and reporting the call when it ends.
+//! to Vertex as it arrives (counting it against the size limit, and keeping a copy within the
+//! broker-wide budget of [`super::held`] so that a 429 can be retried), and [`Download`] carries
+//! Vertex's answer back frame by frame, reading token usage, masking an echoed token, and
+//! reporting the call when it ends.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::held::{Budget, Held, HeldBytes};
+use super::redact::Redactor;
 use super::report::CallReport;
 use super::route::table::Dialect;
 use super::usage::UsageReader;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Bytes of request bodies the gateway may hold at once for retries, broker-wide. Beyond it a
-/// call still goes through, once: nothing a neighbour sends makes the broker grow without limit.
-#[derive(Clone)]
-pub struct ReplayBudget {
-    held: Arc<AtomicUsize>,
-    max: usize,
-}
-
-impl ReplayBudget {
-    pub fn new(max: usize) -> Self {
-        Self { held: Arc::new(AtomicUsize::new(0)), max }
-    }
-
-    fn take(&self, n: usize) -> bool {
-        self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| (h + n <= self.max).then_some(h + n)).is_ok()
-    }
-
-    fn give_back(&self, n: usize) {
-        self.held.fetch_sub(n, Ordering::AcqRel);
-    }
-
-    /// Takes `n` bytes for as long as the returned charge lives.
-    fn charge(&self, n: usize) -> Option<Charge> {
-        self.take(n).then(|| Charge { n, budget: self.clone() })
-    }
-
-    /// Bytes held now.
-    #[cfg(test)]
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Acquire)
-    }
-}
-
-/// Bytes taken from the budget, given back on drop.
-struct Charge {
-    n: usize,
-    budget: ReplayBudget,
-}
-
-impl Drop for Charge {
-    fn drop(&mut self) {
-        self.budget.give_back(self.n);
-    }
-}
-
-/// A request body read whole before the call goes up (its `model` decides whether it may go),
-/// charged to the broker-wide budget while it is held; every attempt sends it again.
-pub struct HeldBody {
-    bytes: Bytes,
-    _charges: Vec<Charge>,
-}
-
-impl HeldBody {
-    /// The body.
-    pub fn bytes(&self) -> &Bytes {
-        &self.bytes
-    }
-}
-
-/// Why a body could not be read whole.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// Over the gateway's size limit.
-    #[error("request body larger than the gateway's limit")]
-    TooLarge,
-    /// The broker-wide budget for held bodies is spent (other calls hold it).
-    #[error("the gateway already holds its budget of request bodies")]
-    Busy,
-    /// The caller's body broke off.
-    #[error("the request body broke off: {0}")]
-    Broken(#[from] hyper::Error),
-}
-
-/// Reads `body` whole: at most `limit` bytes, each charged to `budget` as it arrives.
-pub async fn read_whole(mut body: Incoming, limit: usize, budget: &ReplayBudget) -> Result<HeldBody, ReadError> {
-    let mut bytes = BytesMut::new();
-    let mut charges = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
-        if bytes.len() + data.len() > limit {
-            return Err(ReadError::TooLarge);
-        }
-        charges.push(budget.charge(data.len()).ok_or(ReadError::Busy)?);
-        bytes.extend_from_slice(&data);
-    }
-    Ok(HeldBody { bytes: bytes.freeze(), _charges: charges })
-}
 
 /// The request body as each attempt sends it: streamed the first time (with a copy kept for
 /// retries within the budget), or held whole.
@@ -117,7 +32,7 @@ pub enum Outgoing {
         state: UploadState,
     },
     /// Read whole already.
-    Held(HeldBody),
+    Held(HeldBytes),
 }
 
 impl Outgoing {
@@ -125,7 +40,7 @@ impl Outgoing {
     pub fn attempt(&mut self) -> Option<reqwest::Body> {
         match self {
             Self::Streamed { first, state } => first.take().or_else(|| state.replay().map(reqwest::Body::from)),
-            Self::Held(held) => Some(reqwest::Body::from(held.bytes.clone())),
+            Self::Held(held) => Some(reqwest::Body::from(held.bytes().clone())),
         }
     }
 
@@ -144,20 +59,20 @@ impl Outgoing {
 }
 
 /// The copy of a request body kept for a retry.
-struct Replay {
-    chunks: Vec<Bytes>,
-    held: usize,
-    /// Still keeping (false once the budget ran out).
-    keeping: bool,
-    complete: bool,
-    too_large: bool,
-    budget: ReplayBudget,
+enum Copy {
+    /// Being read.
+    Keeping(Held),
+    /// Read to its end: every retry sends these bytes.
+    Whole(HeldBytes),
+    /// Not kept: the budget could not hold it.
+    Dropped,
 }
 
-impl Drop for Replay {
-    fn drop(&mut self) {
-        self.budget.give_back(self.held);
-    }
+/// What the gateway keeps of a streamed request body.
+struct Replay {
+    copy: Copy,
+    complete: bool,
+    too_large: bool,
 }
 
 /// A request body over the gateway's size limit.
@@ -171,6 +86,8 @@ pub struct Upload {
     seen: usize,
     limit: usize,
     replay: Arc<Mutex<Replay>>,
+    /// Trailers that came behind data sent first.
+    stashed: Option<Frame<Bytes>>,
 }
 
 /// What the gateway knows of the request body after an attempt.
@@ -178,38 +95,38 @@ pub struct Upload {
 pub struct UploadState(Arc<Mutex<Replay>>);
 
 impl Upload {
-    pub fn new(inner: Incoming, limit: usize, budget: ReplayBudget) -> (Self, UploadState) {
+    pub fn new(inner: Incoming, limit: usize, budget: Budget) -> (Self, UploadState) {
         let replay = Arc::new(Mutex::new(Replay {
-            chunks: Vec::new(),
-            held: 0,
-            keeping: true,
+            copy: Copy::Keeping(Held::new(budget)),
             // An empty body is never polled.
             complete: inner.is_end_stream(),
             too_large: false,
-            budget,
         }));
-        (Self { inner, seen: 0, limit, replay: replay.clone() }, UploadState(replay))
+        (Self { inner, seen: 0, limit, replay: replay.clone(), stashed: None }, UploadState(replay))
     }
 }
 
 impl UploadState {
     /// The whole body again, if it was read to its end and kept.
     pub fn replay(&self) -> Option<Bytes> {
-        let r = crate::lock(&self.0);
-        if !(r.complete && r.keeping) {
+        let mut r = crate::lock(&self.0);
+        if !r.complete {
             return None;
         }
-        let mut all = BytesMut::with_capacity(r.held);
-        for c in &r.chunks {
-            all.extend_from_slice(c);
+        if let Copy::Keeping(_) = r.copy {
+            let Copy::Keeping(held) = std::mem::replace(&mut r.copy, Copy::Dropped) else { unreachable!() };
+            r.copy = Copy::Whole(held.freeze());
         }
-        Some(all.freeze())
+        match &r.copy {
+            Copy::Whole(bytes) => Some(bytes.bytes().clone()),
+            _ => None,
+        }
     }
 
     /// Whether [`Self::replay`] would give the body.
     pub fn replayable(&self) -> bool {
         let r = crate::lock(&self.0);
-        r.complete && r.keeping
+        r.complete && !matches!(r.copy, Copy::Dropped)
     }
 
     pub fn too_large(&self) -> bool {
@@ -217,49 +134,73 @@ impl UploadState {
     }
 }
 
+impl Upload {
+    /// Counts `data` against the limit and keeps its copy for retries.
+    fn account(&mut self, data: &[u8]) -> Result<(), TooLarge> {
+        self.seen += data.len();
+        let mut replay = crate::lock(&self.replay);
+        if self.seen > self.limit {
+            replay.too_large = true;
+            return Err(TooLarge);
+        }
+        // Copied, not kept as the frame's own handle: that would pin the buffer the frame was
+        // read into, however small the frame.
+        if let Copy::Keeping(held) = &mut replay.copy {
+            if !held.extend(data) {
+                replay.copy = Copy::Dropped;
+            }
+        }
+        // A body of known length ends with its last data frame: it is not polled again.
+        if self.inner.is_end_stream() {
+            replay.complete = true;
+        }
+        Ok(())
+    }
+}
+
 impl Body for Upload {
     type Data = Bytes;
     type Error = BoxError;
 
+    /// The next frame up: frames that are ready at once are sent as one (up to [`COALESCE`]
+    /// bytes), so a body of a million one-byte chunks is not a million writes upstream.
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let me = &mut *self;
-        match Pin::new(&mut me.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let Some(data) = frame.data_ref() else { return Poll::Ready(Some(Ok(frame))) };
-                me.seen += data.len();
-                let mut replay = crate::lock(&me.replay);
-                if me.seen > me.limit {
-                    replay.too_large = true;
-                    return Poll::Ready(Some(Err(Box::new(TooLarge))));
-                }
-                if replay.keeping {
-                    if replay.budget.take(data.len()) {
-                        replay.held += data.len();
-                        replay.chunks.push(data.clone());
-                    } else {
-                        replay.keeping = false;
-                        let held = std::mem::take(&mut replay.held);
-                        replay.budget.give_back(held);
-                        replay.chunks = Vec::new();
+        if let Some(frame) = me.stashed.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let mut batch = Batch::default();
+        loop {
+            match Pin::new(&mut me.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        if let Err(e) = me.account(&data) {
+                            return Poll::Ready(Some(Err(Box::new(e))));
+                        }
+                        batch.push(data);
+                        if batch.len() >= COALESCE || me.inner.is_end_stream() {
+                            return Poll::Ready(batch.take());
+                        }
                     }
+                    Err(trailers) if batch.is_empty() => return Poll::Ready(Some(Ok(trailers))),
+                    Err(trailers) => {
+                        me.stashed = Some(trailers);
+                        return Poll::Ready(batch.take());
+                    }
+                },
+                Poll::Ready(None) => {
+                    crate::lock(&me.replay).complete = true;
+                    return Poll::Ready(batch.take());
                 }
-                // A body of known length ends with its last data frame: it is not polled again.
-                if me.inner.is_end_stream() {
-                    replay.complete = true;
-                }
-                Poll::Ready(Some(Ok(frame)))
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
+                Poll::Pending if batch.is_empty() => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(batch.take()),
             }
-            Poll::Ready(None) => {
-                crate::lock(&me.replay).complete = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.stashed.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -267,25 +208,84 @@ impl Body for Upload {
     }
 }
 
-/// Vertex's answer on its way to the caller: every frame is passed on as it comes. The call is
-/// reported (audit line, metrics) when the answer ends, fails, or the caller goes away.
+/// Bytes sent upstream as one frame at most, when frames come faster than they are sent.
+const COALESCE: usize = 16 * 1024;
+
+/// Frames ready at once, becoming one: the first kept as it is, copied only when a second comes.
+#[derive(Default)]
+struct Batch {
+    first: Option<Bytes>,
+    more: Option<bytes::BytesMut>,
+}
+
+impl Batch {
+    fn push(&mut self, data: Bytes) {
+        match (&mut self.first, &mut self.more) {
+            (None, _) => self.first = Some(data),
+            (Some(first), None) => {
+                let mut more = bytes::BytesMut::with_capacity((first.len() + data.len()).max(1024));
+                more.extend_from_slice(first);
+                more.extend_from_slice(&data);
+                self.more = Some(more);
+            }
+            (Some(_), Some(more)) => more.extend_from_slice(&data),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.more.as_ref().map(|m| m.len()).or(self.first.as_ref().map(Bytes::len)).unwrap_or(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// The frame to send, if any.
+    fn take(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
+        let data = match (self.first.take(), self.more.take()) {
+            (_, Some(more)) => more.freeze(),
+            (Some(first), None) => first,
+            (None, None) => return None,
+        };
+        Some(Ok(Frame::data(data)))
+    }
+}
+
+/// Vertex's answer on its way to the caller: every frame is passed on as it comes, the bearer
+/// token masked if the answer echoes it. The call is reported (audit line, metrics) when the
+/// answer ends, fails, or the caller goes away.
 pub struct Download {
     inner: http_body_util::combinators::BoxBody<Bytes, BoxError>,
     usage: UsageReader,
+    redactor: Redactor,
     report: Option<CallReport>,
+    /// The upstream's body has ended (and what the redactor held is passed on).
+    ended: bool,
+    /// The call's deadline covers its answer too: a stream still going then is cut.
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Download {
-    pub fn new(inner: reqwest::Body, report: CallReport, dialect: Dialect) -> Self {
+    pub fn new(
+        inner: reqwest::Body,
+        report: CallReport,
+        dialect: Dialect,
+        redactor: Redactor,
+        deadline: tokio::time::Instant,
+    ) -> Self {
         Self {
             inner: inner.map_err(|e| Box::new(e) as BoxError).boxed(),
             usage: UsageReader::new(dialect),
+            redactor,
             report: Some(report),
+            ended: false,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
         }
     }
 
     fn finish(&mut self, outcome: &'static str) {
-        if let Some(report) = self.report.take() {
+        if let Some(mut report) = self.report.take() {
+            report.token_echoes = self.redactor.found;
             report.finish(outcome, self.usage.usage());
         }
     }
@@ -296,22 +296,44 @@ impl Body for Download {
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.usage.push(data);
+        loop {
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            if self.deadline.as_mut().poll(cx).is_ready() {
+                self.finish("deadline_passed");
+                return Poll::Ready(Some(Err("the call's deadline passed before Vertex's answer ended".into())));
+            }
+            match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        self.usage.push(&data);
+                        let out = self.redactor.chunk(data);
+                        // All of it held back (it may begin the token): wait for the next chunk.
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                None => {
+                    self.ended = true;
+                    let rest = self.redactor.finish();
+                    self.finish("complete");
+                    if !rest.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(rest))));
+                    }
+                }
+                Some(Err(e)) => {
+                    self.finish("upstream_broke_off");
+                    return Poll::Ready(Some(Err(e)));
                 }
             }
-            Poll::Ready(None) => self.finish("complete"),
-            Poll::Ready(Some(Err(_))) => self.finish("upstream_broke_off"),
-            Poll::Pending => {}
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -322,26 +344,7 @@ impl Body for Download {
 impl Drop for Download {
     fn drop(&mut self) {
         // hyper stops polling once a body says it has ended; that is a whole answer too.
-        let outcome = if self.inner.is_end_stream() { "complete" } else { "caller_went_away" };
+        let outcome = if self.ended || self.inner.is_end_stream() { "complete" } else { "caller_went_away" };
         self.finish(outcome);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_replay_budget_is_shared_and_given_back() {
-        let budget = ReplayBudget::new(10);
-        assert!(budget.take(6));
-        assert!(!budget.take(6), "over the broker-wide budget");
-        assert!(budget.take(4));
-        budget.give_back(10);
-        assert_eq!(budget.held(), 0);
-        let charge = budget.charge(7).unwrap();
-        assert!(budget.charge(4).is_none());
-        drop(charge);
-        assert_eq!(budget.held(), 0, "a charge is given back when dropped");
     }
 }

@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use http_body_util::Either;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, RETRY_AFTER};
 use hyper::Response;
 use tokio::time::Instant;
 
 use super::body::{Download, Outgoing};
 use super::error::too_large;
+use super::redact::Redactor;
 use super::report::CallReport;
 use super::retry::{self, Decision, Retries};
 use super::route::table::Dialect;
@@ -29,9 +30,23 @@ const FORWARDED: [&str; 7] = [
     "x-goog-request-params",
     "x-server-timeout",
 ];
-/// Answer headers not passed back: hop-by-hop, framing (hyper sets it), and cookies.
-const NOT_RETURNED: [&str; 7] =
-    ["connection", "keep-alive", "transfer-encoding", "content-length", "set-cookie", "alt-svc", "upgrade"];
+/// Answer headers not passed back, with any the answer's own `Connection` names.
+const NOT_RETURNED: [&str; 12] = [
+    // Hop-by-hop (RFC 9110 §7.6.1) and the proxy's own (§11.7.1): they were meant for us.
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authentication-info",
+    // Framing, which hyper sets; cookies and alternative services, which are Vertex's own.
+    "content-length",
+    "set-cookie",
+    "alt-svc",
+];
 
 /// One gateway call on its way to Vertex.
 pub(super) struct Call<'a> {
@@ -93,6 +108,10 @@ impl Call<'_> {
                 Ok(Ok(answer)) => answer,
             };
             let status = answer.status().as_u16();
+            if answer.status().is_informational() {
+                // A 101 (or any 1xx) as the final answer: an upgrade nobody asked for.
+                return Err(GatewayError::new(502, format!("Vertex answered {status}, which no caller asked for")));
+            }
             if !retry::retryable(status) {
                 return Ok((answer, None));
             }
@@ -143,18 +162,30 @@ pub(super) fn pass_through(
     report: CallReport,
     retry_after: Option<u64>,
     dialect: Dialect,
+    mut redactor: Redactor,
+    deadline: Instant,
 ) -> Response<ResponseBody> {
     let attempts = report.attempts;
     let answer: hyper::Response<reqwest::Body> = answer.into();
     let (mut parts, body) = answer.into_parts();
-    for name in NOT_RETURNED {
+    let named: Vec<String> = parts
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for name in named.iter().map(String::as_str).chain(NOT_RETURNED) {
         parts.headers.remove(name);
     }
+    redactor.headers(&mut parts.headers);
     if let Some(s) = retry_after {
         parts.headers.entry(RETRY_AFTER).or_insert(HeaderValue::from(s));
     }
     parts.headers.insert(HeaderName::from_static(ATTEMPTS_HEADER), HeaderValue::from(attempts));
-    Response::from_parts(parts, Either::Right(Download::new(body, report, dialect)))
+    Response::from_parts(parts, Either::Right(Download::new(body, report, dialect, redactor, deadline)))
 }
 
 pub(super) fn forwarded(headers: &HeaderMap) -> HeaderMap {

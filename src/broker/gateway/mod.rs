@@ -8,8 +8,10 @@
 //! | [`route`] | the table of what is forwarded (path shape, method, name), the upstream host per location, the model allowlist |
 //! | [`retry`] | when to try again: backoff with jitter, `Retry-After`, the deadline |
 //! | [`body`] | the request body streamed up (size limit, copy kept for retries), the answer streamed down |
+//! | [`held`] | request bytes held (a retry's copy, a body read whole): one coalesced buffer each, charged to one budget |
 //! | [`error`] | the gateway's own answers, in Google's error format |
-//! | [`forward`] | one call's attempts at Vertex: headers passed up, retries, the answer passed back |
+//! | [`forward`] | one call's attempts at Vertex: headers passed up, retries, the answer passed back (hop-by-hop headers dropped) |
+//! | [`redact`] | the bearer token masked wherever an answer's headers or body echo it |
 //! | [`usage`] | token counts read from the answer's head and tail, per surface (Gemini, OpenAI, Anthropic) |
 //! | [`caller_token`] | the gateway token handed out by `VERTEX_BROKER_TOKEN_ENDPOINTS=gateway` |
 //! | [`report`] | the audit line and the call's metrics, written when the answer ends |
@@ -18,9 +20,11 @@ pub(crate) mod body;
 pub(crate) mod caller_token;
 pub(crate) mod error;
 pub(crate) mod forward;
+pub mod held;
+pub mod redact;
 pub(crate) mod report;
 pub(crate) mod retry;
-pub(crate) mod route;
+pub mod route;
 pub(crate) mod usage;
 
 use std::time::Duration;
@@ -32,11 +36,13 @@ use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
 use tokio::time::Instant;
 
-use self::body::{read_whole, Download, Outgoing, ReadError, ReplayBudget, Upload};
+use self::body::{Download, Outgoing, Upload};
 pub use self::caller_token::GatewayToken;
 pub(crate) use self::error::GatewayError;
 use self::error::{no_token, too_large};
 use self::forward::{pass_through, Call};
+use self::held::{read_whole, Budget, ReadError};
+use self::redact::Redactor;
 use self::report::CallReport;
 use self::route::table::BodyModel;
 use self::route::VertexCall;
@@ -53,16 +59,16 @@ pub const ACCOUNT_HEADER: &str = "x-vertex-broker-account";
 pub const TIMEOUT_HEADER: &str = "x-vertex-broker-timeout-ms";
 /// Header on every forwarded answer: how many attempts it took.
 pub const ATTEMPTS_HEADER: &str = "x-vertex-broker-attempts";
-/// Request bodies held for retries at once, broker-wide.
-const REPLAY_BUDGET: usize = 64 * 1024 * 1024;
+/// Request bodies held at once (retry copies, bodies read whole), broker-wide.
+const HELD_BUDGET: usize = 64 * 1024 * 1024;
 /// Kept back from a Lambda invocation's deadline: the function still has to answer.
 const LAMBDA_MARGIN: Duration = Duration::from_millis(200);
-/// The gateway's shared parts: settings, the upstream client, the retry copy budget, the
+/// The gateway's shared parts: settings, the upstream client, the budget for held request bodies, the
 /// gateway token.
 pub struct Gateway {
     settings: VertexGateway,
     client: reqwest::Client,
-    replay: ReplayBudget,
+    held: Budget,
     scope_key: String,
     caller_token: GatewayToken,
 }
@@ -80,7 +86,7 @@ impl Gateway {
         Self {
             settings,
             client,
-            replay: ReplayBudget::new(REPLAY_BUDGET),
+            held: Budget::new(HELD_BUDGET),
             scope_key: DEFAULT_SCOPE.to_string(),
             caller_token: GatewayToken::new(),
         }
@@ -171,6 +177,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         started: arrived,
         attempts: 0,
         upstream_errors: 0,
+        token_echoes: 0,
     };
     let refuse = |mut report: CallReport, e: GatewayError| {
         report.status = e.status;
@@ -186,10 +193,10 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     // A body that names the model is read whole first: the allowlist decides before anything
     // goes up, and `"stream": true` decides how the answer is retried.
     let outgoing = if call.body == BodyModel::No {
-        let (upload, state) = Upload::new(body, max_body, gateway.replay.clone());
+        let (upload, state) = Upload::new(body, max_body, gateway.held.clone());
         Outgoing::Streamed { first: Some(reqwest::Body::wrap(upload)), state }
     } else {
-        let held = match tokio::time::timeout_at(deadlines.end, read_whole(body, max_body, &gateway.replay)).await {
+        let held = match tokio::time::timeout_at(deadlines.end, read_whole(body, max_body, &gateway.held)).await {
             Ok(Ok(held)) => held,
             Ok(Err(ReadError::TooLarge)) => return refuse(report, too_large(max_body)),
             Ok(Err(ReadError::Busy)) => {
@@ -222,7 +229,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     match call.forward(outgoing, &mut report).await {
         Ok((answer, retry_after)) => {
             report.status = answer.status().as_u16();
-            pass_through(answer, report, retry_after, call.route.dialect)
+            pass_through(answer, report, retry_after, call.route.dialect, Redactor::new(call.token), deadlines.end)
         }
         Err(e) => refuse(report, e),
     }

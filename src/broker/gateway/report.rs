@@ -27,8 +27,8 @@ pub struct AuditLine<'a> {
     pub status: u16,
     pub latency_ms: f64,
     pub attempts: u32,
-    /// `complete`, `caller_went_away`, `upstream_broke_off`, or `refused` (the gateway answered
-    /// itself).
+    /// `complete`, `caller_went_away`, `upstream_broke_off`, `deadline_passed` (the answer was
+    /// cut at the call's deadline), or `refused` (the gateway answered itself).
     pub outcome: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
@@ -46,12 +46,23 @@ pub struct CallReport {
     pub started: Instant,
     pub attempts: u32,
     pub upstream_errors: u32,
+    /// Times the answer echoed the bearer token (masked before it reached the caller).
+    pub token_echoes: u32,
 }
 
 impl CallReport {
     /// Writes the audit line and counts the call.
     pub fn finish(self, outcome: &str, usage: Option<Usage>) {
         let latency = self.started.elapsed();
+        if self.token_echoes > 0 {
+            self.metrics.token_echoes(self.token_echoes);
+            tracing::warn!(
+                model = %self.model,
+                echoes = self.token_echoes,
+                "Vertex's answer echoed the bearer token; masked before it reached the caller. Check what \
+                 VERTEX_BROKER_VERTEX_ENDPOINT points at"
+            );
+        }
         self.metrics.vertex_call(&VertexCallMetric {
             model: &self.model,
             status: self.status,

@@ -3,7 +3,7 @@
 //! becomes part of a host name, so every segment is checked against Vertex's own alphabet before
 //! anything is built from it.
 
-pub(crate) mod table;
+pub mod table;
 
 use hyper::Method;
 
@@ -40,7 +40,7 @@ pub struct VertexCall {
     pub dialect: Dialect,
     /// A publisher model's call (a regional 429 may go to `global`).
     model_call: bool,
-    /// The query, as received.
+    /// The query: only parameters the row takes, encoded anew.
     pub query: Option<String>,
 }
 
@@ -118,6 +118,7 @@ impl VertexCall {
             _ => None,
         };
         let verb = fit.verb.filter(|v| row.verbs.contains(v));
+        let query = allowed_query(query.unwrap_or(""), row.query)?;
         Ok(Self {
             version,
             project,
@@ -130,7 +131,7 @@ impl VertexCall {
             body: row.body,
             dialect: row.dialect,
             model_call: row.model_call,
-            query: query.filter(|q| !q.is_empty()).map(str::to_string),
+            query,
         })
     }
 
@@ -222,6 +223,31 @@ pub fn host(location: &str) -> String {
         "us" | "eu" => format!("https://aiplatform.{location}.rep.googleapis.com"),
         region => format!("https://{region}-aiplatform.googleapis.com"),
     }
+}
+
+/// The query with only the parameters `allowed` names, encoded anew (so nothing the upstream
+/// could read differently goes up); any other parameter is refused, naming it.
+fn allowed_query(query: &str, allowed: &[&str]) -> Result<Option<String>, GatewayError> {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if !allowed.contains(&name.as_ref()) {
+            let why = if name.starts_with('$') {
+                "Google's system parameters change what a call does (a read into a delete)".to_string()
+            } else if allowed.is_empty() {
+                "this call takes no query parameters".to_string()
+            } else {
+                format!("this call takes {}", allowed.join(", "))
+            };
+            return Err(GatewayError::invalid(format!(
+                "query parameter {} is not forwarded: {why}",
+                crate::text::printable(&name)
+            )));
+        }
+        out.append_pair(&name, &value);
+        any = true;
+    }
+    Ok(any.then(|| out.finish()))
 }
 
 fn is_email_byte(b: u8) -> bool {

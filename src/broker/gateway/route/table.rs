@@ -59,6 +59,9 @@ pub struct Row {
     pub dialect: Dialect,
     /// A publisher model's call: a regional 429 may be retried at `global`.
     pub model_call: bool,
+    /// The query parameters it takes; any other is refused (Google's system parameters, such
+    /// as `$httpMethod`, would change what the call does).
+    pub query: &'static [&'static str],
 }
 
 /// What a publisher model is asked to do.
@@ -103,8 +106,16 @@ const fn row(method: &'static str, shape: &'static str, name: &'static str) -> R
         body: BodyModel::No,
         dialect: Dialect::None,
         model_call: false,
+        query: &[],
     }
 }
+
+/// What a model call's query may say: `alt=sse` (a stream as server-sent events).
+const CALL: &[&str] = &["alt"];
+/// What a list's query may say.
+const LIST: &[&str] = &["pageSize", "pageToken", "filter"];
+/// What an update's query may say.
+const UPDATE: &[&str] = &["updateMask"];
 
 /// The table, first match wins (the Anthropic rows before the general publisher row).
 pub const ROWS: &[Row] = &[
@@ -113,12 +124,14 @@ pub const ROWS: &[Row] = &[
         verbs: &["rawPredict", "streamRawPredict"],
         dialect: Dialect::Anthropic,
         model_call: true,
+        query: CALL,
         ..row("POST", "publishers/anthropic/models/{model}:{verb}", "")
     },
     Row {
         verbs: MODEL_VERBS,
         dialect: Dialect::Gemini,
         model_call: true,
+        query: CALL,
         ..row("POST", "publishers/{publisher}/models/{model}:{verb}", "")
     },
     row("GET", "publishers/{publisher}/models/{model}", "get"),
@@ -128,17 +141,22 @@ pub const ROWS: &[Row] = &[
         dialect: Dialect::OpenAi,
         ..row("POST", "endpoints/openapi/chat/completions", "chat.completions")
     },
-    Row { verbs: ENDPOINT_VERBS, dialect: Dialect::Gemini, ..row("POST", "endpoints/{endpoint}:{verb}", "") },
+    Row {
+        verbs: ENDPOINT_VERBS,
+        dialect: Dialect::Gemini,
+        query: CALL,
+        ..row("POST", "endpoints/{endpoint}:{verb}", "")
+    },
     row("GET", "endpoints/{endpoint}", "get"),
     row("GET", "endpoints/{endpoint}/operations/{id}", "operations.get"),
     row("GET", "models/{id}", "get"),
     Row { body: BodyModel::Model, ..row("POST", "cachedContents", "cachedContents.create") },
-    row("GET", "cachedContents", "cachedContents.list"),
+    Row { query: LIST, ..row("GET", "cachedContents", "cachedContents.list") },
     row("GET", "cachedContents/{id}", "cachedContents.get"),
-    row("PATCH", "cachedContents/{id}", "cachedContents.patch"),
+    Row { query: UPDATE, ..row("PATCH", "cachedContents/{id}", "cachedContents.patch") },
     row("DELETE", "cachedContents/{id}", "cachedContents.delete"),
     Row { body: BodyModel::Model, ..row("POST", "batchPredictionJobs", "batchPredictionJobs.create") },
-    row("GET", "batchPredictionJobs", "batchPredictionJobs.list"),
+    Row { query: LIST, ..row("GET", "batchPredictionJobs", "batchPredictionJobs.list") },
     row("GET", "batchPredictionJobs/{id}", "batchPredictionJobs.get"),
     row("POST", "batchPredictionJobs/{id}:cancel", "batchPredictionJobs.cancel"),
     Row { scope: Scope::Unlocated, ..row("GET", "publishers/{publisher}/models/{model}", "get") },

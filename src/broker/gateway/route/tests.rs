@@ -192,6 +192,42 @@ fn the_allowlist_applies_to_path_and_body_models() {
 }
 
 #[test]
+fn only_the_rows_query_parameters_go_up() {
+    let base = "/vertex/v1/projects/p/locations/us-central1";
+    let with = |path: &str, query: &str, method: Method| {
+        VertexCall::parse(&format!("{base}/{path}"), Some(query), &method, "global")
+    };
+    let stream = with("publishers/google/models/m:streamGenerateContent", "alt=sse", Method::POST).unwrap();
+    assert!(stream.url(None, false).ends_with(":streamGenerateContent?alt=sse"));
+    let list = with("cachedContents", "pageSize=10&pageToken=a%2Bb", Method::GET).unwrap();
+    assert_eq!(list.query.as_deref(), Some("pageSize=10&pageToken=a%2Bb"), "encoded anew, same meaning");
+    assert!(with("cachedContents/c", "updateMask=ttl", Method::PATCH).is_ok());
+    for (path, query, method) in [
+        ("endpoints/1", "$httpMethod=DELETE", Method::GET),
+        ("endpoints/1", "%24httpMethod=DELETE", Method::GET),
+        ("cachedContents/c", "$httpMethod=PATCH&updateMask=ttl", Method::GET),
+        ("publishers/google/models/m:generateContent", "access_token=x", Method::POST),
+        ("publishers/google/models/m:generateContent", "key=AIza", Method::POST),
+        ("publishers/google/models/m:generateContent", "alt=sse&callback=f", Method::POST),
+        ("publishers/google/models/m:generateContent", "upload_protocol=raw", Method::POST),
+        ("publishers/google/models/m:generateContent", "fields=candidates", Method::POST),
+        ("cachedContents", "$fields=x", Method::GET),
+    ] {
+        let e = with(path, query, method).unwrap_err();
+        assert_eq!(e.status, 400, "{path}?{query}");
+        let name = form_urlencoded::parse(query.as_bytes())
+            .find(|(n, _)| !["alt", "updateMask"].contains(&n.as_ref()))
+            .unwrap()
+            .0;
+        assert!(e.message.contains(&format!("{name:?}")), "{path}?{query}: names the parameter: {}", e.message);
+    }
+    assert!(with("endpoints/1", "%24httpMethod=DELETE", Method::GET)
+        .unwrap_err()
+        .message
+        .contains("system parameters"));
+}
+
+#[test]
 fn refuses_what_is_not_a_row() {
     for (path, method, status) in [
         ("/vertex/v2/projects/p/locations/l/publishers/google/models/m:generateContent", Method::POST, 404),
