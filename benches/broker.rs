@@ -8,6 +8,8 @@
 
 use test_support as support;
 
+use support::bench::{median_run, Wrk};
+
 use std::convert::Infallible;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,42 +121,13 @@ async fn ask_audiences(http: &reqwest::Client, port: u16, audiences: &[String]) 
     }
 }
 
-struct Wrk {
-    rps: f64,
-    p50: String,
-    p99: String,
-    requests: u64,
-}
-
 fn wrk(port: u16, connections: u32, seconds: u32) -> Wrk {
-    let out = Command::new("wrk")
-        .args(["--latency", "-t", &connections.min(2).to_string(), "-c", &connections.to_string()])
-        .args(["-d", &format!("{seconds}s"), "-H", "Metadata-Flavor: Google"])
-        .arg(format!("http://127.0.0.1:{port}{TOKEN}"))
-        .output()
-        .expect("wrk is installed by scripts/bench.sh");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |prefix: &str| -> String {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("?")
-            .to_string()
-    };
-    let rps = field("Requests/sec:").parse().unwrap_or(0.0);
-    let requests = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    Wrk { rps, p50: field("50%"), p99: field("99%"), requests }
-}
-
-/// The run with the median requests/s.
-fn median_run(mut runs: Vec<Wrk>) -> Wrk {
-    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-    runs.swap_remove(runs.len() / 2)
+    support::bench::wrk(
+        &format!("http://127.0.0.1:{port}{TOKEN}"),
+        connections,
+        seconds,
+        &["-H", "Metadata-Flavor: Google"],
+    )
 }
 
 /// (anonymous, file-backed) resident kB: what the process allocated vs the code pages it touched.

@@ -7,6 +7,8 @@
 
 use test_support as support;
 
+use support::bench::cpu_seconds;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -194,18 +196,6 @@ async fn load(t: &Target, callers: usize) -> Vec<Duration> {
         all.extend(t.await.unwrap());
     }
     all
-}
-
-/// User plus system CPU time of process `pid` so far, from `/proc/PID/stat` (USER_HZ = 100 ticks
-/// a second on Linux, so read it over many calls).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of the line; `rest` starts at field 3.
-    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// Time from sending a streaming call to its first event.

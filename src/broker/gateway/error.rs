@@ -41,7 +41,7 @@ impl GatewayError {
             404 | 405 => "NOT_FOUND",
             429 => "RESOURCE_EXHAUSTED",
             502 | 503 => "UNAVAILABLE",
-            504 => "DEADLINE_EXCEEDED",
+            408 | 504 => "DEADLINE_EXCEEDED",
             _ => "INTERNAL",
         }
     }

@@ -146,22 +146,11 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     if matches!(parts.method, Method::POST | Method::PATCH) && !body.is_end_stream() && !is_json(&parts.headers) {
         return GatewayError::new(415, "send the request body as JSON, with Content-Type: application/json").response();
     }
-    if let Err(e) = call.check_model(&gateway.settings.allowed_models) {
-        return e.response();
-    }
     let name = call
         .account
         .clone()
         .or_else(|| parts.headers.get(ACCOUNT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string))
         .unwrap_or_else(|| "default".to_string());
-    let Some(account) = broker.account(&name).await else {
-        return GatewayError::not_found(format!(
-            "no service account {}; this broker serves `default` and the emails it lists under \
-             /computeMetadata/v1/instance/service-accounts/",
-            crate::text::printable(&name)
-        ))
-        .response();
-    };
     let (request_id, lambda_deadline) = match broker.invocation() {
         Some(i) => (i.request_id, Some(i.deadline)),
         None => (uuid::Uuid::new_v4().to_string(), None),
@@ -183,6 +172,19 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         report.status = e.status;
         report.finish("refused", None);
         e.response()
+    };
+    // Refused before anything is looked up or minted, and audited: a model this function may not
+    // call is worth a line.
+    if let Err(e) = call.check_model(&gateway.settings.allowed_models) {
+        return refuse(report, e);
+    }
+    let Some(account) = broker.account(&name).await else {
+        let e = GatewayError::not_found(format!(
+            "no service account {}; this broker serves `default` and the emails it lists under \
+             /computeMetadata/v1/instance/service-accounts/",
+            crate::text::printable(&name)
+        ));
+        return refuse(report, e);
     };
     let max_body = gateway.settings.max_body;
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());

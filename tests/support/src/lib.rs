@@ -2,6 +2,7 @@
 //! binary, an SDK client for it, a `Fixture` that wires a fresh secret to a fresh Google
 //! emulator, brokers, Lambda APIs and Google's client libraries.
 
+pub mod bench;
 pub mod broker;
 pub mod extensions_api;
 pub mod failing_store;

@@ -1,0 +1,254 @@
+//! `make bench` (gateway vs nginx): the gateway beside the obvious alternative, nginx as a
+//! one-worker reverse proxy that injects `Authorization` and writes one JSON access line per
+//! call. Same upstream for all (a second nginx answering a fixed `generateContent` answer with
+//! `usageMetadata`), wrk on loopback, rounds interleaved: throughput, p50/p99 and CPU per call
+//! for a direct call, nginx and the gateway (release `serve`, audit lines and metrics on), at 1
+//! and 10 callers; then the gateway's peak RSS across 1,000,000 one-byte chunks. With
+//! `BENCH_BASELINE_VERTEX_BROKER=path` another build of the CLI runs beside this one (before and
+//! after). Asserts nothing.
+
+use test_support as support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::bench::{cpu_seconds, median_run, wrk, Wrk};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ROUNDS: usize = 3;
+const SECONDS: u32 = 3;
+const MODEL: &str =
+    "/v1/projects/proj-test/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent";
+const ANSWER: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"echo: hello bench"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3,"totalTokenCount":5},"modelVersion":"gemini-2.0-flash"}"#;
+
+fn main() {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(run());
+}
+
+/// An nginx in the foreground, one process, its files under `dir`.
+fn nginx(dir: &Path, name: &str, server: &str) -> Child {
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/{name}.pid;\nerror_log {d}/{name}.err warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  client_body_temp_path {d}/{name}-body;\n  proxy_temp_path {d}/{name}-proxy;\n\
+         fastcgi_temp_path {d}/{name}-fcgi;\n  uwsgi_temp_path {d}/{name}-uwsgi;\n  scgi_temp_path {d}/{name}-scgi;\n\
+         keepalive_requests 1000000;\n{server}\n}}\n",
+        d = dir.display()
+    );
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new("nginx")
+        .args(["-p", &dir.display().to_string(), "-c", &path.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx is installed by scripts/bench.sh");
+    child
+}
+
+async fn wait_answering(url: &str) {
+    for _ in 0..200 {
+        if let Ok(r) =
+            reqwest::Client::new().post(url).body("{}").header("content-type", "application/json").send().await
+        {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{url} does not answer");
+}
+
+/// One target of the rounds: its URL and the process whose CPU is its cost (none: direct).
+struct Target {
+    name: String,
+    url: String,
+    pid: Option<u32>,
+    runs: Vec<Wrk>,
+    cpu: f64,
+}
+
+async fn run() {
+    let f = support::Fixture::new("bench-nginx").await;
+    let dir = std::env::temp_dir().join(support::unique("bench-nginx"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let up = support::free_port();
+    let mut upstream = nginx(
+        &dir,
+        "upstream",
+        &format!(
+            "  access_log off;\n  server {{ listen 127.0.0.1:{up}; location / {{ default_type application/json; \
+             return 200 '{ANSWER}'; }} }}"
+        ),
+    );
+    wait_answering(&format!("http://127.0.0.1:{up}{MODEL}")).await;
+
+    let mut gateways = vec![("gateway".to_string(), PathBuf::from(env!("CARGO_BIN_EXE_vertex-broker")))];
+    if let Some(baseline) = std::env::var_os("BENCH_BASELINE_VERTEX_BROKER") {
+        gateways.push(("gateway (baseline build)".to_string(), PathBuf::from(baseline)));
+    }
+    let mut serves = Vec::new();
+    let mut targets = vec![Target {
+        name: "direct".into(),
+        url: format!("http://127.0.0.1:{up}{MODEL}"),
+        pid: None,
+        runs: vec![],
+        cpu: 0.0,
+    }];
+    for (name, binary) in &gateways {
+        let port = support::free_port();
+        let serve = support::serve_command(binary.to_str().unwrap(), &f, port)
+            .env("VERTEX_BROKER_VERTEX_ENDPOINT", format!("http://127.0.0.1:{up}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}/vertex{MODEL}");
+        wait_answering(&url).await;
+        targets.push(Target { name: name.clone(), url, pid: serve.id(), runs: vec![], cpu: 0.0 });
+        serves.push(serve);
+    }
+    // nginx as the obvious alternative: the account's token injected, a JSON line per call.
+    let token = reqwest::Client::new()
+        .get(format!(
+            "{}/computeMetadata/v1/instance/service-accounts/default/token",
+            targets[1].url.split("/vertex").next().unwrap()
+        ))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let px = support::free_port();
+    let mut proxy = nginx(
+        &dir,
+        "proxy",
+        &format!(
+            "  log_format audit escape=json '{{\"time\":\"$time_iso8601\",\"request\":\"$request_uri\",\"status\":$status,\
+             \"latency\":$request_time,\"upstream\":\"$upstream_response_time\",\"bytes\":$body_bytes_sent}}';\n\
+             access_log /dev/null audit;\n  upstream vertex {{ server 127.0.0.1:{up}; keepalive 32; }}\n\
+             server {{ listen 127.0.0.1:{px}; location / {{ proxy_pass http://vertex; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; proxy_set_header Authorization \"Bearer {token}\"; }} }}"
+        ),
+    );
+    let proxy_url = format!("http://127.0.0.1:{px}{MODEL}");
+    wait_answering(&proxy_url).await;
+    targets.insert(1, Target { name: "nginx".into(), url: proxy_url, pid: Some(proxy.id()), runs: vec![], cpu: 0.0 });
+
+    let script = dir.join("post.lua");
+    std::fs::write(
+        &script,
+        "wrk.method = \"POST\"\nwrk.body = '{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"hello bench\"}]}]}'\n\
+         wrk.headers[\"Content-Type\"] = \"application/json\"\n",
+    )
+    .unwrap();
+    let script = script.display().to_string();
+    println!(
+        "gateway vs nginx: generateContent to one upstream (nginx, fixed answer), wrk on loopback, {ROUNDS} interleaved \
+         rounds of {SECONDS} s; medians; CPU per call of the proxy process (all rounds)"
+    );
+    for connections in [1u32, 10] {
+        for t in &mut targets {
+            t.runs.clear();
+            t.cpu = 0.0;
+        }
+        for round in 0..ROUNDS {
+            // A different target goes first each round.
+            let n = targets.len();
+            for i in 0..n {
+                let t = &mut targets[(i + round) % n];
+                let before = t.pid.map(cpu_seconds);
+                let run = wrk(&t.url, connections, SECONDS, &["-s", &script]);
+                if let (Some(pid), Some(before)) = (t.pid, before) {
+                    t.cpu += cpu_seconds(pid) - before;
+                }
+                t.runs.push(run);
+            }
+        }
+        let nginx_rps = median_rps(&targets[1]);
+        let nginx_cpu = cpu_per_call(&targets[1]);
+        for t in &targets {
+            let requests: u64 = t.runs.iter().map(|r| r.requests).sum();
+            let cpu = cpu_per_call(t);
+            let median = median_run(t.runs.clone());
+            let versus = match (t.name.as_str(), cpu) {
+                ("direct" | "nginx", _) => String::new(),
+                (_, Some(c)) => format!(
+                    " | {:.2}x nginx's throughput, {:.2}x its CPU per call",
+                    median.rps / nginx_rps,
+                    c / nginx_cpu.unwrap_or(f64::NAN)
+                ),
+                _ => String::new(),
+            };
+            println!(
+                "  {connections:>2} caller(s) {:<26} {:>8.0} calls/s  p50 {:>8} p99 {:>8}  CPU {} ({requests} calls){versus}",
+                t.name,
+                median.rps,
+                median.p50,
+                median.p99,
+                cpu.map_or("-".to_string(), |c| format!("{:.0} us/call", c * 1e6)),
+            );
+        }
+    }
+
+    // 1,000,000 one-byte chunks to each gateway: its peak RSS before and after.
+    for t in targets.iter().filter(|t| t.name.starts_with("gateway")) {
+        let pid = t.pid.unwrap();
+        let before = support::proc_status_kb(pid, "VmHWM:");
+        let port: u16 = t.url.split(':').nth(2).unwrap().split('/').next().unwrap().parse().unwrap();
+        let status = one_byte_chunks(port, 1_000_000).await;
+        let after = support::proc_status_kb(pid, "VmHWM:");
+        println!(
+            "  {}: 1,000,000 one-byte chunks answered {status}; peak RSS {:.1} MB before, {:.1} MB after (+{:.1} MB)",
+            t.name,
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            after.saturating_sub(before) as f64 / 1024.0
+        );
+    }
+    for mut s in serves {
+        let _ = s.kill().await;
+    }
+    for nginx in [&mut proxy, &mut upstream] {
+        let _ = nginx.kill();
+        let _ = nginx.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn median_rps(t: &Target) -> f64 {
+    let mut rps: Vec<f64> = t.runs.iter().map(|r| r.rps).collect();
+    rps.sort_by(f64::total_cmp);
+    rps[rps.len() / 2]
+}
+
+fn cpu_per_call(t: &Target) -> Option<f64> {
+    let requests: u64 = t.runs.iter().map(|r| r.requests).sum();
+    t.pid.map(|_| t.cpu / requests.max(1) as f64)
+}
+
+/// Sends a generateContent body of `chunks` one-byte chunks; the answer's status.
+async fn one_byte_chunks(port: u16, chunks: usize) -> String {
+    let json = br#"{"contents":[{"role":"user","parts":[{"text":"chunks"}]}]}"#;
+    let mut body = Vec::with_capacity(6 * chunks + 5);
+    for i in 0..chunks {
+        body.extend_from_slice(&[b'1', b'\r', b'\n', json.get(i).copied().unwrap_or(b' '), b'\r', b'\n']);
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let head = format!(
+        "POST /vertex{MODEL} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body).await.unwrap();
+    let mut answer = [0u8; 64];
+    let n = conn.read(&mut answer).await.unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or("nothing").to_string()
+}
