@@ -8,6 +8,9 @@
 
 #![no_main]
 
+#[path = "common/request_head.rs"]
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use vertex_broker::broker::gateway::held::{Budget, Held};
 use vertex_broker::broker::gateway::redact::Redactor;
@@ -22,18 +25,7 @@ fuzz_target!(|data: &[u8]| {
         Some(at) => (&data[..at], &data[at + 2..]),
         None => (data, &[][..]),
     };
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let Some(request_line) = lines.next() else { return };
-    let mut parts = request_line.splitn(3, ' ');
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return };
-    let mut builder = hyper::Request::builder().method(method).uri(target);
-    for line in lines.take(64) {
-        if let Some((name, value)) = line.split_once(':') {
-            builder = builder.header(name.trim(), value.trim());
-        }
-    }
-    let Ok(req) = builder.body(()) else { return }; // hyper would have refused it already
+    let Some(req) = common::request(&String::from_utf8_lossy(head)) else { return };
 
     // The body, chunk by chunk: held whole, and passed through the token mask.
     let chunks: Vec<&[u8]> = body.split(|b| *b == 0).collect();

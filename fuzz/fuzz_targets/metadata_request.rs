@@ -5,24 +5,16 @@
 
 #![no_main]
 
+#[path = "common/request_head.rs"]
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use vertex_broker::broker::guard;
 use vertex_broker::broker::metadata::{Leaf, Route};
 use vertex_broker::google::scopes::{check_audience, valid_scope};
 
 fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let Some(request_line) = lines.next() else { return };
-    let mut parts = request_line.splitn(3, ' ');
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return };
-    let mut builder = hyper::Request::builder().method(method).uri(target);
-    for line in lines.take(64) {
-        if let Some((name, value)) = line.split_once(':') {
-            builder = builder.header(name.trim(), value.trim());
-        }
-    }
-    let Ok(req) = builder.body(()) else { return }; // hyper would have refused it already
+    let Some(req) = common::request(&String::from_utf8_lossy(data)) else { return };
     match guard::check(req.method(), req.uri(), req.headers()) {
         Err(refusal) => {
             assert!(!refusal.reason.contains(['\n', '\r']), "{refusal:?}");

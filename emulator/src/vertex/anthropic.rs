@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{sse, words};
+use super::{message_text, sse, words};
 use crate::Shared;
 
 /// Anthropic's error body (Vertex passes the model's own errors through).
@@ -18,24 +18,14 @@ fn invalid(message: &str) -> Response {
     (axum::http::StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-fn text_of(message: &Value) -> String {
-    match message.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(blocks)) => {
-            blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
-        }
-        _ => String::new(),
-    }
-}
-
 /// The prompt's words: system and every message.
 fn prompt_tokens(body: &Value, messages: &[Value]) -> u64 {
     let system = match body.get("system") {
         Some(Value::String(s)) => words(s),
-        Some(blocks @ Value::Array(_)) => words(&text_of(&json!({"content": blocks}))),
+        Some(blocks @ Value::Array(_)) => words(&message_text(&json!({"content": blocks}))),
         _ => 0,
     };
-    system + messages.iter().map(|m| words(&text_of(m))).sum::<u64>()
+    system + messages.iter().map(|m| words(&message_text(m))).sum::<u64>()
 }
 
 pub async fn raw_predict(shared: &Shared, model: &str, verb: &str, body: Value) -> Response {
@@ -66,7 +56,7 @@ pub async fn raw_predict(shared: &Shared, model: &str, verb: &str, body: Value) 
     let Some(last) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) else {
         return invalid("messages: the last message must be from the user");
     };
-    let reply = format!("echo: {}", text_of(last));
+    let reply = format!("echo: {}", message_text(last));
     let output_tokens = words(&reply);
     let (first_byte, between) = shared.world().vertex_latency;
     tokio::time::sleep(first_byte).await;

@@ -130,6 +130,18 @@ fn sse(frames: Vec<String>, between: Duration) -> Response {
         .into_response()
 }
 
+/// A chat message's text, as OpenAI's and Anthropic's APIs both write it: a string, or the
+/// `text` of its `[{"type": "text", "text": ...}]` parts.
+fn message_text(message: &serde_json::Value) -> String {
+    match message.get("content") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(serde_json::Value::as_str)).collect::<Vec<_>>().join(" ")
+        }
+        _ => String::new(),
+    }
+}
+
 /// The emulator's tokenizer: one token per word.
 fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64

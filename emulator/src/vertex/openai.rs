@@ -12,23 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{admit, sse, words};
+use super::{admit, message_text, sse, words};
 use crate::google_error::ApiError;
 use crate::Shared;
 
 fn invalid(message: &str) -> Response {
     ApiError::new(400, "INVALID_ARGUMENT", message).into_response()
-}
-
-/// A message's text: a string, or the `text` of its `[{type: text}]` parts.
-fn text_of(message: &Value) -> String {
-    match message.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => {
-            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
-        }
-        _ => String::new(),
-    }
 }
 
 pub async fn chat_completions(
@@ -52,8 +41,8 @@ pub async fn chat_completions(
     let Some(last) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) else {
         return invalid("messages must include a user message.");
     };
-    let prompt: String = messages.iter().map(text_of).collect::<Vec<_>>().join(" ");
-    let reply = format!("echo: {}", text_of(last));
+    let prompt: String = messages.iter().map(message_text).collect::<Vec<_>>().join(" ");
+    let reply = format!("echo: {}", message_text(last));
     let (prompt_tokens, completion_tokens) = (words(&prompt), words(&reply));
     let usage = json!({
         "prompt_tokens": prompt_tokens,

@@ -86,6 +86,53 @@ fn refused(shared: &Shared, headers: &HeaderMap, permission: &str, resource: &st
     authorize(shared, headers, permission, resource).err().map(IntoResponse::into_response)
 }
 
+/// The collections kept by name: context caches and batch jobs.
+#[derive(Clone, Copy)]
+enum Collection {
+    Caches,
+    Jobs,
+}
+
+impl Collection {
+    /// The collection's name in paths, permissions and list answers.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Caches => "cachedContents",
+            Self::Jobs => "batchPredictionJobs",
+        }
+    }
+
+    fn items(self, vertex: &super::VertexState) -> &std::collections::BTreeMap<String, Value> {
+        match self {
+            Self::Caches => &vertex.caches,
+            Self::Jobs => &vertex.jobs,
+        }
+    }
+}
+
+/// `GET {parent}/{collection}`: every item under the parent.
+fn list(shared: &Shared, headers: &HeaderMap, collection: Collection, parent: &str) -> Response {
+    if let Some(r) = refused(shared, headers, &format!("aiplatform.{}.list", collection.name()), parent) {
+        return r;
+    }
+    let world = shared.world();
+    let items: Vec<Value> =
+        collection.items(&world.vertex).iter().filter(|(n, _)| n.starts_with(parent)).map(|(_, v)| v.clone()).collect();
+    Json(json!({ collection.name(): items })).into_response()
+}
+
+/// `GET {parent}/{collection}/{id}`.
+fn get(shared: &Shared, headers: &HeaderMap, collection: Collection, parent: &str, id: &str) -> Response {
+    let name = format!("{parent}/{}/{id}", collection.name());
+    if let Some(r) = refused(shared, headers, &format!("aiplatform.{}.get", collection.name()), &name) {
+        return r;
+    }
+    match collection.items(&shared.world().vertex).get(&name) {
+        Some(item) => Json(item.clone()).into_response(),
+        None => not_found(&name),
+    }
+}
+
 pub async fn create_cache(
     State(shared): State<Arc<Shared>>,
     Path((project, location)): Path<(String, String)>,
@@ -134,14 +181,7 @@ pub async fn list_caches(
     Path((project, location)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let parent = parent(&project, &location);
-    if let Some(r) = refused(&shared, &headers, "aiplatform.cachedContents.list", &parent) {
-        return r;
-    }
-    let world = shared.world();
-    let caches: Vec<Value> =
-        world.vertex.caches.iter().filter(|(n, _)| n.starts_with(&parent)).map(|(_, c)| c.clone()).collect();
-    Json(json!({"cachedContents": caches})).into_response()
+    list(&shared, &headers, Collection::Caches, &parent(&project, &location))
 }
 
 pub async fn get_cache(
@@ -149,14 +189,7 @@ pub async fn get_cache(
     Path((project, location, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let name = format!("{}/cachedContents/{id}", parent(&project, &location));
-    if let Some(r) = refused(&shared, &headers, "aiplatform.cachedContents.get", &name) {
-        return r;
-    }
-    match shared.world().vertex.caches.get(&name) {
-        Some(c) => Json(c.clone()).into_response(),
-        None => not_found(&name),
-    }
+    get(&shared, &headers, Collection::Caches, &parent(&project, &location), &id)
 }
 
 pub async fn patch_cache(
@@ -244,14 +277,7 @@ pub async fn list_jobs(
     Path((project, location)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let parent = parent(&project, &location);
-    if let Some(r) = refused(&shared, &headers, "aiplatform.batchPredictionJobs.list", &parent) {
-        return r;
-    }
-    let world = shared.world();
-    let jobs: Vec<Value> =
-        world.vertex.jobs.iter().filter(|(n, _)| n.starts_with(&parent)).map(|(_, j)| j.clone()).collect();
-    Json(json!({"batchPredictionJobs": jobs})).into_response()
+    list(&shared, &headers, Collection::Jobs, &parent(&project, &location))
 }
 
 pub async fn get_job(
@@ -259,14 +285,7 @@ pub async fn get_job(
     Path((project, location, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let name = format!("{}/batchPredictionJobs/{id}", parent(&project, &location));
-    if let Some(r) = refused(&shared, &headers, "aiplatform.batchPredictionJobs.get", &name) {
-        return r;
-    }
-    match shared.world().vertex.jobs.get(&name) {
-        Some(j) => Json(j.clone()).into_response(),
-        None => not_found(&name),
-    }
+    get(&shared, &headers, Collection::Jobs, &parent(&project, &location), &id)
 }
 
 /// `POST .../batchPredictionJobs/{id}:cancel`: the job moves to `JOB_STATE_CANCELLING`.
