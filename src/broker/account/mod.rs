@@ -3,9 +3,11 @@
 //! impersonation on top, and its access-token and ID-token caches. Every source shares the
 //! caches' rules: refresh ahead, single-flight, backoff and outage handling.
 
+mod limits;
 mod mint;
 mod refusal;
 
+pub use limits::{AccountLimits, Counters};
 pub use mint::MintError;
 pub use refusal::{explain_step, Refusal, Step};
 
@@ -18,7 +20,7 @@ use tokio::time::Instant;
 
 use super::metrics::Metrics;
 use super::mint_limit::MintLimiter;
-use super::token_cache::{epoch, Admission, CachePolicy, Lookup, NoToken, Slot, TokenCache, Unavailable};
+use super::token_cache::{epoch, Admission, Lookup, NoToken, Slot, TokenCache, Unavailable};
 use crate::google::federation::Federation;
 use crate::google::iam_credentials::{IamCredentials, Impersonation};
 use crate::google::token::{Token, TokenClient};
@@ -42,21 +44,6 @@ pub struct CurrentKey {
     pub key: ServiceAccountKey,
     /// The AWSCURRENT version it was read from.
     pub version_id: String,
-}
-
-/// Request and upstream counters, for the status endpoint.
-#[derive(Default)]
-pub struct Counters {
-    /// Token requests answered from the cache.
-    pub hits: AtomicU64,
-    /// Tokens minted at Google.
-    pub mints: AtomicU64,
-    /// Mints and secret reads that failed upstream.
-    pub upstream_errors: AtomicU64,
-    /// Times a new key was loaded from the secret.
-    pub key_reloads: AtomicU64,
-    /// Requests refused by a mint limit (429).
-    pub limited: AtomicU64,
 }
 
 /// Where an account's own tokens come from.
@@ -105,21 +92,6 @@ pub struct Account {
     metrics: Arc<Metrics>,
     /// Hits, mints, errors and key reloads, for the status endpoint.
     pub counters: Counters,
-}
-
-/// How an account's caches are bounded.
-#[derive(Clone)]
-pub struct AccountLimits {
-    /// When tokens are renewed and how failures back off.
-    pub policy: CachePolicy,
-    /// Slots per cache (scope sets; audiences).
-    pub max_slots: usize,
-    /// The default scope set's key: its slot is never evicted.
-    pub default_scope_key: String,
-    /// Shared by every account.
-    pub limiter: Arc<MintLimiter>,
-    /// The broker's metrics: mints, key reloads, exchanges, upstream errors.
-    pub metrics: Arc<Metrics>,
 }
 
 impl Account {
