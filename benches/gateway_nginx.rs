@@ -5,7 +5,8 @@
 //! for a direct call, nginx and the gateway (release `serve`, audit lines and metrics on), at 1
 //! and 10 callers; then the gateway's peak RSS across 1,000,000 one-byte chunks. With
 //! `BENCH_BASELINE_VERTEX_BROKER=path` another build of the CLI runs beside this one (before and
-//! after). Asserts nothing.
+//! after). With `BENCH_HOLD_SECONDS=n` it prints each target's URL and process id and waits n
+//! seconds before the rounds, for `perf record -p` or `strace -c -p`. Asserts nothing.
 
 use test_support as support;
 
@@ -150,6 +151,12 @@ async fn run() {
     )
     .unwrap();
     let script = script.display().to_string();
+    if let Some(hold) = std::env::var("BENCH_HOLD_SECONDS").ok().and_then(|s| s.parse().ok()) {
+        for t in &targets {
+            println!("hold: {} {} pid {:?} (wrk script {script})", t.name, t.url, t.pid);
+        }
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
     println!(
         "gateway vs nginx: generateContent to one upstream (nginx, fixed answer), wrk on loopback, {ROUNDS} interleaved \
          rounds of {SECONDS} s; medians; CPU per call of the proxy process (all rounds)"

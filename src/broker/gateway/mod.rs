@@ -43,7 +43,7 @@ use self::error::{no_token, too_large};
 use self::forward::{pass_through, Call};
 use self::held::{read_whole, Budget, ReadError};
 use self::redact::Redactor;
-use self::report::CallReport;
+use self::report::{CallReport, RequestIds};
 use self::route::table::BodyModel;
 use self::route::VertexCall;
 use super::guard;
@@ -71,6 +71,7 @@ pub struct Gateway {
     held: Budget,
     scope_key: String,
     caller_token: GatewayToken,
+    request_ids: RequestIds,
 }
 
 impl Gateway {
@@ -89,6 +90,7 @@ impl Gateway {
             held: Budget::new(HELD_BUDGET),
             scope_key: DEFAULT_SCOPE.to_string(),
             caller_token: GatewayToken::new(),
+            request_ids: RequestIds::new(),
         }
     }
 
@@ -153,7 +155,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         .unwrap_or_else(|| "default".to_string());
     let (request_id, lambda_deadline) = match broker.invocation() {
         Some(i) => (i.request_id, Some(i.deadline)),
-        None => (uuid::Uuid::new_v4().to_string(), None),
+        None => (gateway.request_ids.next(), None),
     };
     let mut report = CallReport {
         metrics: broker.metrics().clone(),

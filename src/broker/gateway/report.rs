@@ -2,6 +2,7 @@
 //! model how, and what it cost; never prompt or answer content, never a token) and its share of
 //! the metrics.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,6 +92,44 @@ impl CallReport {
     }
 }
 
+/// Request ids for calls outside a Lambda invocation: UUID-shaped, unique, from one random draw
+/// per process and a counter (no system call per call).
+pub struct RequestIds {
+    random: [u8; 8],
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> Self {
+        let seed = uuid::Uuid::new_v4();
+        let mut random = [0; 8];
+        random.copy_from_slice(&seed.as_bytes()[..8]);
+        Self { random, next: AtomicU64::new(u64::from_le_bytes(seed.as_bytes()[8..].try_into().unwrap_or_default())) }
+    }
+
+    /// The next call's id.
+    pub fn next(&self) -> String {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.random);
+        bytes[8..].copy_from_slice(&self.next.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    }
+}
+
 fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuids_and_never_repeat() {
+        let ids = RequestIds::new();
+        let seen: std::collections::HashSet<String> = (0..1000).map(|_| ids.next()).collect();
+        assert_eq!(seen.len(), 1000);
+        assert!(seen.iter().all(|id| uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 4)));
+        assert_ne!(RequestIds::new().next(), RequestIds::new().next(), "another process starts elsewhere");
+    }
 }

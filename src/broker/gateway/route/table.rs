@@ -178,16 +178,18 @@ pub struct Fit<'a> {
 impl Row {
     /// What `segments` fit, if they fit this row's shape (any method).
     pub fn fit<'a>(&self, segments: &[&'a str]) -> Option<Fit<'a>> {
-        let shape: Vec<&str> = self.shape.split('/').collect();
-        if shape.len() != segments.len() {
+        // Walked in place, not collected: every row is tried on every call.
+        let len = self.shape.bytes().filter(|&b| b == b'/').count() + 1;
+        if len != segments.len() {
             return None;
         }
         let mut fit = Fit::default();
-        for (i, (want, got)) in shape.iter().zip(segments).enumerate() {
-            let last = i + 1 == shape.len();
+        let mut previous = "";
+        for (i, (want, got)) in self.shape.split('/').zip(segments).enumerate() {
+            let last = i + 1 == len;
             let (want, want_verb) = match want.split_once(':') {
                 Some((w, v)) => (w, Some(v)),
-                None => (*want, None),
+                None => (want, None),
             };
             let (got, got_verb) = match got.split_once(':') {
                 Some((g, v)) if last => (g, Some(v)),
@@ -206,12 +208,13 @@ impl Row {
                 "{endpoint}" => fit.endpoint = Some(got),
                 "{id}" => {}
                 literal if literal == got => {
-                    if i > 0 && shape[i - 1] == "publishers" {
+                    if previous == "publishers" {
                         fit.publisher = Some(got);
                     }
                 }
                 _ => return None,
             }
+            previous = want;
         }
         Some(fit)
     }
