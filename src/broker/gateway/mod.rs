@@ -14,7 +14,7 @@
 //! | [`redact`] | the bearer token masked wherever an answer's headers or body echo it |
 //! | [`usage`] | token counts read from the answer's head and tail, per surface (Gemini, OpenAI, Anthropic) |
 //! | [`caller_token`] | the gateway token handed out by `VERTEX_BROKER_TOKEN_ENDPOINTS=gateway` |
-//! | [`report`] | the audit line and the call's metrics, written when the answer ends |
+//! | [`report`] | the audit line and the call's metrics, written when the answer ends; request ids outside Lambda |
 
 pub(crate) mod body;
 pub(crate) mod caller_token;

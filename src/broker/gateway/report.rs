@@ -95,23 +95,20 @@ impl CallReport {
 /// Request ids for calls outside a Lambda invocation: UUID-shaped, unique, from one random draw
 /// per process and a counter (no system call per call).
 pub struct RequestIds {
-    random: [u8; 8],
+    random: u64,
     next: AtomicU64,
 }
 
 impl RequestIds {
     pub fn new() -> Self {
-        let seed = uuid::Uuid::new_v4();
-        let mut random = [0; 8];
-        random.copy_from_slice(&seed.as_bytes()[..8]);
-        Self { random, next: AtomicU64::new(u64::from_le_bytes(seed.as_bytes()[8..].try_into().unwrap_or_default())) }
+        let (random, start) = uuid::Uuid::new_v4().as_u64_pair();
+        Self { random, next: AtomicU64::new(start) }
     }
 
     /// The next call's id.
     pub fn next(&self) -> String {
-        let mut bytes = [0; 16];
-        bytes[..8].copy_from_slice(&self.random);
-        bytes[8..].copy_from_slice(&self.next.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let bytes = ((u128::from(self.random) << 64) | u128::from(n)).to_be_bytes();
         uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
     }
 }
