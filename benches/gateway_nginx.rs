@@ -3,7 +3,8 @@
 //! call. Same upstream for all (a second nginx answering a fixed `generateContent` answer with
 //! `usageMetadata`), wrk on loopback, rounds interleaved: throughput, p50/p99 and CPU per call
 //! for a direct call, nginx and the gateway (release `serve`, audit lines and metrics on), at 1
-//! and 10 callers; then the gateway's peak RSS across 1,000,000 one-byte chunks. With
+//! and 10 callers, and the gateway again with audit lines and metrics off (what they cost); then
+//! the gateway's peak RSS across 1,000,000 one-byte chunks. With
 //! `BENCH_BASELINE_VERTEX_BROKER=path` another build of the CLI runs beside this one (before and
 //! after). With `BENCH_HOLD_SECONDS=n` it prints each target's URL and process id and waits n
 //! seconds before the rounds, for `perf record -p` or `strace -c -p`. Asserts nothing.
@@ -86,9 +87,14 @@ async fn run() {
     );
     wait_answering(&format!("http://127.0.0.1:{up}{MODEL}")).await;
 
-    let mut gateways = vec![("gateway".to_string(), PathBuf::from(env!("CARGO_BIN_EXE_vertex-broker")))];
+    // This build with audit lines and metrics on (the default, and the one compared), the same
+    // build with both off (what they cost), and a baseline build if one is named.
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_vertex-broker"));
+    let quiet: &[(&str, &str)] = &[("VERTEX_BROKER_AUDIT", "off"), ("VERTEX_BROKER_METRICS", "off")];
+    let mut gateways =
+        vec![("gateway".to_string(), this.clone(), &[][..]), ("gateway, no audit/metrics".into(), this, quiet)];
     if let Some(baseline) = std::env::var_os("BENCH_BASELINE_VERTEX_BROKER") {
-        gateways.push(("gateway (baseline build)".to_string(), PathBuf::from(baseline)));
+        gateways.push(("gateway (baseline build)".to_string(), PathBuf::from(baseline), &[][..]));
     }
     let mut serves = Vec::new();
     let mut targets = vec![Target {
@@ -98,10 +104,11 @@ async fn run() {
         runs: vec![],
         cpu: 0.0,
     }];
-    for (name, binary) in &gateways {
+    for (name, binary, env) in &gateways {
         let port = support::free_port();
         let serve = support::serve_command(binary.to_str().unwrap(), &f, port)
             .env("VERTEX_BROKER_VERTEX_ENDPOINT", format!("http://127.0.0.1:{up}"))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -206,7 +213,7 @@ async fn run() {
     }
 
     // 1,000,000 one-byte chunks to each gateway: its peak RSS before and after.
-    for t in targets.iter().filter(|t| t.name.starts_with("gateway")) {
+    for t in targets.iter().filter(|t| t.name.starts_with("gateway") && !t.name.contains("no audit")) {
         let pid = t.pid.unwrap();
         let before = support::proc_status_kb(pid, "VmHWM:");
         let port: u16 = t.url.split(':').nth(2).unwrap().split('/').next().unwrap().parse().unwrap();

@@ -105,6 +105,11 @@ pub fn emit(line: &str) {
     let _ = out.flush();
 }
 
+/// Writes `line`, which ends in a newline, to stdout in one write (a gateway call's audit line).
+pub fn emit_line(line: &[u8]) {
+    let _ = std::io::stdout().lock().write_all(line);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::held::{Budget, Held, HeldBytes};
@@ -27,7 +26,7 @@ pub enum Outgoing {
     /// Streamed up as it arrives.
     Streamed {
         /// The first attempt's body, until it is sent.
-        first: Option<reqwest::Body>,
+        first: Option<Upload>,
         /// The copy for retries.
         state: UploadState,
     },
@@ -37,10 +36,12 @@ pub enum Outgoing {
 
 impl Outgoing {
     /// The body for the next attempt; `None` if it cannot be sent again.
-    pub fn attempt(&mut self) -> Option<reqwest::Body> {
+    pub fn attempt(&mut self) -> Option<Attempt> {
         match self {
-            Self::Streamed { first, state } => first.take().or_else(|| state.replay().map(reqwest::Body::from)),
-            Self::Held(held) => Some(reqwest::Body::from(held.bytes().clone())),
+            Self::Streamed { first, state } => {
+                first.take().map(Attempt::Streamed).or_else(|| state.replay().map(Attempt::whole))
+            }
+            Self::Held(held) => Some(Attempt::whole(held.bytes().clone())),
         }
     }
 
@@ -55,6 +56,47 @@ impl Outgoing {
     /// Whether the streamed body was cut off at the size limit.
     pub fn too_large(&self) -> bool {
         matches!(self, Self::Streamed { state, .. } if state.too_large())
+    }
+}
+
+/// One attempt's request body: the caller's, streamed, or bytes held whole (a retry, a body
+/// read first). Empty once sent.
+pub enum Attempt {
+    /// The caller's body, as it arrives.
+    Streamed(Upload),
+    /// Bytes held whole; `None` once sent.
+    Whole(Option<Bytes>),
+}
+
+impl Attempt {
+    fn whole(bytes: Bytes) -> Self {
+        Self::Whole(Some(bytes).filter(|b| !b.is_empty()))
+    }
+}
+
+impl Body for Attempt {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Streamed(upload) => Pin::new(upload).poll_frame(cx),
+            Self::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Streamed(upload) => upload.is_end_stream(),
+            Self::Whole(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Streamed(upload) => upload.size_hint(),
+            Self::Whole(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
     }
 }
 
@@ -255,7 +297,7 @@ impl Batch {
 /// token masked if the answer echoes it. The call is reported (audit line, metrics) when the
 /// answer ends, fails, or the caller goes away.
 pub struct Download {
-    inner: http_body_util::combinators::BoxBody<Bytes, BoxError>,
+    inner: Incoming,
     usage: UsageReader,
     redactor: Redactor,
     report: Option<CallReport>,
@@ -267,14 +309,14 @@ pub struct Download {
 
 impl Download {
     pub fn new(
-        inner: reqwest::Body,
+        inner: Incoming,
         report: CallReport,
         dialect: Dialect,
         redactor: Redactor,
         deadline: tokio::time::Instant,
     ) -> Self {
         Self {
-            inner: inner.map_err(|e| Box::new(e) as BoxError).boxed(),
+            inner,
             usage: UsageReader::new(dialect),
             redactor,
             report: Some(report),
@@ -308,7 +350,21 @@ impl Body for Download {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         self.usage.push(&data);
-                        let out = self.redactor.chunk(data);
+                        let mut out = self.redactor.chunk(data);
+                        if self.inner.is_end_stream() {
+                            // The last frame of a sized answer: the call is reported before
+                            // it is written, so the caller's wake-up is the last thing the
+                            // call does (hyper may drop the body without polling it again).
+                            self.ended = true;
+                            let rest = self.redactor.finish();
+                            if !rest.is_empty() {
+                                out = [out, rest].concat().into();
+                            }
+                            self.finish("complete");
+                            if out.is_empty() {
+                                return Poll::Ready(None);
+                            }
+                        }
                         // All of it held back (it may begin the token): wait for the next chunk.
                         if !out.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(out))));
@@ -326,7 +382,7 @@ impl Body for Download {
                 }
                 Some(Err(e)) => {
                     self.finish("upstream_broke_off");
-                    return Poll::Ready(Some(Err(e)));
+                    return Poll::Ready(Some(Err(Box::new(e))));
                 }
             }
         }

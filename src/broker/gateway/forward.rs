@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use http_body_util::Either;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, RETRY_AFTER};
-use hyper::Response;
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, RETRY_AFTER};
+use hyper::{Request, Response, Uri};
 use tokio::time::Instant;
 
 use super::body::{Download, Outgoing};
@@ -16,6 +17,7 @@ use super::report::CallReport;
 use super::retry::{self, Decision, Retries};
 use super::route::table::Dialect;
 use super::route::VertexCall;
+use super::upstream::describe;
 use super::{Deadlines, Gateway, GatewayError, ResponseBody, ATTEMPTS_HEADER, TIMEOUT_HEADER};
 
 /// Request headers passed to Vertex, with every `anthropic-*` one (`anthropic-version`,
@@ -53,7 +55,8 @@ pub(super) struct Call<'a> {
     pub(super) gateway: &'a Gateway,
     pub(super) route: &'a VertexCall,
     pub(super) parts: &'a hyper::http::request::Parts,
-    pub(super) token: &'a str,
+    /// `Bearer {token}`, marked sensitive.
+    pub(super) authorization: &'a HeaderValue,
     pub(super) deadlines: Deadlines,
     pub(super) arrived: Instant,
 }
@@ -65,7 +68,7 @@ impl Call<'_> {
         &self,
         mut upload: Outgoing,
         report: &mut CallReport,
-    ) -> Result<(reqwest::Response, Option<u64>), GatewayError> {
+    ) -> Result<(Response<Incoming>, Option<u64>), GatewayError> {
         let settings = &self.gateway.settings;
         let mut retries = Retries::new(settings.retries, self.deadlines.retries);
         let mut global = false;
@@ -76,14 +79,14 @@ impl Call<'_> {
             let body =
                 upload.attempt().ok_or_else(|| GatewayError::new(502, "the request body could not be sent again"))?;
             let url = self.route.url(settings.endpoint.as_deref(), global);
-            let request = self
-                .gateway
-                .client
-                .request(self.parts.method.clone(), &url)
-                .headers(forwarded(&self.parts.headers))
-                .bearer_auth(self.token)
-                .body(body);
-            let answer = match tokio::time::timeout_at(self.deadlines.end, request.send()).await {
+            let uri = Uri::try_from(url.as_str())
+                .map_err(|e| GatewayError::new(502, format!("cannot call Vertex at {}: {e}", host_of(&url))))?;
+            let mut request = Request::new(body);
+            *request.method_mut() = self.parts.method.clone();
+            *request.uri_mut() = uri;
+            *request.headers_mut() = forwarded(&self.parts.headers);
+            request.headers_mut().insert(AUTHORIZATION, self.authorization.clone());
+            let answer = match tokio::time::timeout_at(self.deadlines.end, self.gateway.upstream.send(request)).await {
                 Err(_) => {
                     report.upstream_errors += 1;
                     return Err(self.deadline_passed());
@@ -91,8 +94,8 @@ impl Call<'_> {
                 Ok(Err(_)) if upload.too_large() => return Err(too_large(settings.max_body)),
                 Ok(Err(e)) => {
                     report.upstream_errors += 1;
-                    // The URL names the project: the log and the answer say the host only.
-                    let e = e.without_url().to_string();
+                    // The error names no URL: the log and the answer say the host only.
+                    let e = describe(&e);
                     tracing::warn!(model = %self.route.model_label(), error = %e, "cannot reach Vertex");
                     match retry(&mut retries, &upload, attempt_started.elapsed()) {
                         Some(wait) => {
@@ -100,7 +103,7 @@ impl Call<'_> {
                             continue;
                         }
                         None => {
-                            let host = url.split('/').take(3).collect::<Vec<_>>().join("/");
+                            let host = host_of(&url);
                             return Err(GatewayError::new(502, format!("cannot reach Vertex at {host}: {e}")));
                         }
                     }
@@ -144,6 +147,11 @@ impl Call<'_> {
     }
 }
 
+/// `scheme://host[:port]` of a URL: what an error may name (the path names the project).
+fn host_of(url: &str) -> String {
+    url.split('/').take(3).collect::<Vec<_>>().join("/")
+}
+
 /// The wait before retrying an attempt that got no answer, if the body can be sent again and
 /// the deadline allows.
 fn retry(retries: &mut Retries, upload: &Outgoing, took: Duration) -> Option<Duration> {
@@ -158,7 +166,7 @@ fn retry(retries: &mut Retries, upload: &Outgoing, took: Duration) -> Option<Dur
 
 /// Vertex's answer, headers and streamed body, to the caller.
 pub(super) fn pass_through(
-    answer: reqwest::Response,
+    answer: Response<Incoming>,
     report: CallReport,
     retry_after: Option<u64>,
     dialect: Dialect,
@@ -166,7 +174,6 @@ pub(super) fn pass_through(
     deadline: Instant,
 ) -> Response<ResponseBody> {
     let attempts = report.attempts;
-    let answer: hyper::Response<reqwest::Body> = answer.into();
     let (mut parts, body) = answer.into_parts();
     let named: Vec<String> = parts
         .headers

@@ -15,6 +15,7 @@
 //! | [`usage`] | token counts read from the answer's head and tail, per surface (Gemini, OpenAI, Anthropic) |
 //! | [`caller_token`] | the gateway token handed out by `VERTEX_BROKER_TOKEN_ENDPOINTS=gateway` |
 //! | [`report`] | the audit line and the call's metrics, written when the answer ends; request ids outside Lambda |
+//! | [`upstream`] | the pooled connections to Vertex (hyper's client over rustls, made on the first call) |
 
 pub(crate) mod body;
 pub(crate) mod caller_token;
@@ -25,6 +26,7 @@ pub mod redact;
 pub(crate) mod report;
 pub(crate) mod retry;
 pub mod route;
+pub(crate) mod upstream;
 pub(crate) mod usage;
 
 use std::time::Duration;
@@ -32,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
 use tokio::time::Instant;
 
@@ -46,6 +48,7 @@ use self::redact::Redactor;
 use self::report::{CallReport, RequestIds};
 use self::route::table::BodyModel;
 use self::route::VertexCall;
+use self::upstream::Upstream;
 use super::guard;
 use super::Broker;
 use crate::config::{VertexGateway, DEFAULT_SCOPE};
@@ -67,7 +70,7 @@ const LAMBDA_MARGIN: Duration = Duration::from_millis(200);
 /// gateway token.
 pub struct Gateway {
     settings: VertexGateway,
-    client: reqwest::Client,
+    upstream: Upstream,
     held: Budget,
     scope_key: String,
     caller_token: GatewayToken,
@@ -77,16 +80,9 @@ pub struct Gateway {
 impl Gateway {
     /// The gateway with its own upstream connection pool; `connect_timeout` bounds each connect.
     pub fn new(settings: VertexGateway, connect_timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(Duration::from_secs(120))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         Self {
             settings,
-            client,
+            upstream: Upstream::new(connect_timeout),
             held: Budget::new(HELD_BUDGET),
             scope_key: DEFAULT_SCOPE.to_string(),
             caller_token: GatewayToken::new(),
@@ -198,7 +194,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     // goes up, and `"stream": true` decides how the answer is retried.
     let outgoing = if call.body == BodyModel::No {
         let (upload, state) = Upload::new(body, max_body, gateway.held.clone());
-        Outgoing::Streamed { first: Some(reqwest::Body::wrap(upload)), state }
+        Outgoing::Streamed { first: Some(upload), state }
     } else {
         let held = match tokio::time::timeout_at(deadlines.end, read_whole(body, max_body, &gateway.held)).await {
             Ok(Ok(held)) => held,
@@ -229,11 +225,16 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     if let Some(email) = account.email() {
         report.account = email;
     }
-    let call = Call { gateway, route: &call, parts: &parts, token: token.secret.expose(), deadlines, arrived };
+    let bearer = token.secret.expose();
+    let Ok(mut authorization) = HeaderValue::from_str(&format!("Bearer {bearer}")) else {
+        return refuse(report, GatewayError::new(502, "the account's access token is not a valid header value"));
+    };
+    authorization.set_sensitive(true);
+    let call = Call { gateway, route: &call, parts: &parts, authorization: &authorization, deadlines, arrived };
     match call.forward(outgoing, &mut report).await {
         Ok((answer, retry_after)) => {
             report.status = answer.status().as_u16();
-            pass_through(answer, report, retry_after, call.route.dialect, Redactor::new(call.token), deadlines.end)
+            pass_through(answer, report, retry_after, call.route.dialect, Redactor::new(bearer), deadlines.end)
         }
         Err(e) => refuse(report, e),
     }

@@ -85,8 +85,10 @@ impl CallReport {
                 outcome,
                 usage,
             };
-            if let Ok(json) = serde_json::to_string(&line) {
-                crate::telemetry::emit(&json);
+            let mut json = Vec::with_capacity(384);
+            if serde_json::to_writer(&mut json, &line).is_ok() {
+                json.push(b'\n');
+                crate::telemetry::emit_line(&json);
             }
         }
     }
@@ -109,7 +111,8 @@ impl RequestIds {
     pub fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let bytes = ((u128::from(self.random) << 64) | u128::from(n)).to_be_bytes();
-        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+        let mut text = uuid::Uuid::encode_buffer();
+        uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().encode_lower(&mut text).to_string()
     }
 }
 

@@ -5,7 +5,7 @@
 //! so only the answer's first and last few KiB are kept, never the whole answer.
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::route::table::Dialect;
 
@@ -58,30 +58,28 @@ impl UsageReader {
 
     /// The call's usage, if the answer states it where it is kept.
     pub fn usage(&self) -> Option<Usage> {
-        let count = |o: &serde_json::Value, name: &str| o.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
         match self.dialect {
             Dialect::Gemini => {
-                let o = object_after(&self.tail, b"\"usageMetadata\"", Last)?;
+                let c = object_after(&self.tail, b"\"usageMetadata\"", Last)?;
                 Some(Usage {
-                    prompt_token_count: count(&o, "promptTokenCount"),
-                    candidates_token_count: count(&o, "candidatesTokenCount"),
-                    total_token_count: count(&o, "totalTokenCount"),
+                    prompt_token_count: c.prompt_token_count,
+                    candidates_token_count: c.candidates_token_count,
+                    total_token_count: c.total_token_count,
                 })
             }
             Dialect::OpenAi => {
-                let o = object_after(&self.tail, b"\"usage\"", Last)?;
+                let c = object_after(&self.tail, b"\"usage\"", Last)?;
                 Some(Usage {
-                    prompt_token_count: count(&o, "prompt_tokens"),
-                    candidates_token_count: count(&o, "completion_tokens"),
-                    total_token_count: count(&o, "total_tokens"),
+                    prompt_token_count: c.prompt_tokens,
+                    candidates_token_count: c.completion_tokens,
+                    total_token_count: c.total_tokens,
                 })
             }
             Dialect::Anthropic => {
                 let last = object_after(&self.tail, b"\"usage\"", Last);
                 let first = object_after(&self.head, b"\"usage\"", First);
-                let input =
-                    [&first, &last].iter().filter_map(|o| o.as_ref()).map(|o| count(o, "input_tokens")).max()?;
-                let output = last.as_ref().map_or(0, |o| count(o, "output_tokens"));
+                let input = [&first, &last].iter().filter_map(|c| c.as_ref()).map(|c| c.input_tokens).max()?;
+                let output = last.as_ref().map_or(0, |c| c.output_tokens);
                 Some(Usage {
                     prompt_token_count: input,
                     candidates_token_count: output,
@@ -93,6 +91,33 @@ impl UsageReader {
     }
 }
 
+/// A usage object's counts in any surface's words; a count that is absent or not a whole
+/// number reads as 0, other fields are skipped unread.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Counts {
+    #[serde(default, deserialize_with = "count")]
+    prompt_token_count: u64,
+    #[serde(default, deserialize_with = "count")]
+    candidates_token_count: u64,
+    #[serde(default, deserialize_with = "count")]
+    total_token_count: u64,
+    #[serde(default, deserialize_with = "count", rename = "prompt_tokens")]
+    prompt_tokens: u64,
+    #[serde(default, deserialize_with = "count", rename = "completion_tokens")]
+    completion_tokens: u64,
+    #[serde(default, deserialize_with = "count", rename = "total_tokens")]
+    total_tokens: u64,
+    #[serde(default, deserialize_with = "count", rename = "input_tokens")]
+    input_tokens: u64,
+    #[serde(default, deserialize_with = "count", rename = "output_tokens")]
+    output_tokens: u64,
+}
+
+fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?.as_u64().unwrap_or(0))
+}
+
 /// Which occurrence of a key to read.
 #[derive(Clone, Copy)]
 enum Which {
@@ -101,20 +126,24 @@ enum Which {
 }
 use Which::{First, Last};
 
-/// The JSON object after `"key":` at its first or last occurrence in `buf`, if whole there.
-fn object_after(buf: &[u8], key: &[u8], which: Which) -> Option<serde_json::Value> {
-    let mut windows = buf.windows(key.len());
+/// The counts of the JSON object after `"key":` at its first or last occurrence in `buf`, if
+/// that object is whole there.
+fn object_after(buf: &[u8], key: &[u8], which: Which) -> Option<Counts> {
     let at = match which {
-        First => windows.position(|w| w == key)?,
-        Last => windows.rposition(|w| w == key)?,
+        First => memchr::memmem::find(buf, key)?,
+        Last => memchr::memmem::rfind(buf, key)?,
     };
     let after = &buf[at + key.len()..];
     let colon = after.iter().position(|b| !b.is_ascii_whitespace())?;
     if after[colon] != b':' {
         return None;
     }
-    let mut values = serde_json::Deserializer::from_slice(&after[colon + 1..]).into_iter::<serde_json::Value>();
-    values.next()?.ok().filter(serde_json::Value::is_object)
+    let value = &after[colon + 1..];
+    let open = value.iter().position(|b| !b.is_ascii_whitespace())?;
+    if value[open] != b'{' {
+        return None;
+    }
+    serde_json::Deserializer::from_slice(&value[open..]).into_iter::<Counts>().next()?.ok()
 }
 
 #[cfg(test)]
@@ -182,5 +211,14 @@ mod tests {
         assert_eq!(read(Dialect::Gemini, &[r#"{"predictions":[]}"#]), None);
         assert_eq!(read(Dialect::Gemini, &[r#"{"usageMetadata":{"totalTok"#]), None, "cut short");
         assert_eq!(read(Dialect::None, &[r#"{"usageMetadata":{"totalTokenCount":9}}"#]), None, "not a model call");
+        assert_eq!(
+            read(
+                Dialect::Gemini,
+                &[r#"{"usageMetadata":{"promptTokenCount":"3","candidatesTokenCount":1.5,"totalTokenCount":5}}"#]
+            ),
+            usage(0, 0, 5),
+            "a count that is not a whole number reads as 0"
+        );
+        assert_eq!(read(Dialect::OpenAi, &[r#"{"usage":[1,2]}"#]), None, "not an object");
     }
 }
