@@ -7,6 +7,8 @@
 #   Go x/oauth2/google          Debian's golang-go and golang-golang-x-oauth2-google-dev
 #   Java google-auth-library    Debian's libgoogle-auth-java, run from source by a headless JDK
 #   Chromium                    Debian's chromium, headless: the browser the guards must refuse
+#   nginx, tinyproxy, openssl   Debian's: TLS in front of the emulator, a CONNECT proxy, a test CA
+#                               (the gateway's way to Vertex, tests/gateway_upstream.rs)
 # Prints nothing when everything is already installed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,3 +28,4 @@ fi
 bash "$root/scripts/apt.sh" golang-go golang-golang-x-oauth2-google-dev
 bash "$root/scripts/apt.sh" default-jdk-headless libgoogle-auth-java
 bash "$root/scripts/apt.sh" chromium
+bash "$root/scripts/apt.sh" nginx tinyproxy openssl

@@ -5,7 +5,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`config`] | every environment variable, its default and its validation (the gateway's in `config/vertex.rs`, the model allowlist in `config/allowed_models.rs`); `require_lambda` for Lambda entry points |
+//! | [`config`] | every environment variable, its default and its validation (the gateway's in `config/vertex.rs`, the model allowlist in `config/allowed_models.rs`, its proxy in `config/proxy.rs`); `require_lambda` for Lambda entry points |
 //! | [`key`] | `ServiceAccountKey`: parse and validate a Google JSON key file; redacted, zeroized |
 //! | [`google::iam`] | `IamClient`: create/list/get/delete/disable/enable keys; Google errors typed |
 //! | [`google::token`] | `TokenClient`, one per process: access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |

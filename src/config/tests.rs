@@ -35,6 +35,7 @@ fn gateway_settings() {
         ("VERTEX_BROKER_TOKEN_ENDPOINTS", "off"),
         ("VERTEX_BROKER_METRICS", "off"),
         ("VERTEX_BROKER_AUDIT", "OFF"),
+        ("https_proxy", "proxy.internal:3128"),
     ])
     .unwrap();
     assert_eq!(
@@ -47,6 +48,7 @@ fn gateway_settings() {
             max_body: 6 * 1024 * 1024,
             location: "global".into(),
             allowed_models: AllowedModels::default(),
+            proxies: Proxies { https: Some("proxy.internal:3128".into()), http: None, no: None },
         }
     );
     assert!(c.token_endpoints == TokenEndpoints::Off && !c.audit && c.metrics_namespace.is_none());

@@ -1,8 +1,9 @@
-//! The gateway's settings (`VERTEX_BROKER_VERTEX_*`, `VERTEX_BROKER_ALLOWED_MODELS`) and what the
-//! metadata token endpoint hands out (`VERTEX_BROKER_TOKEN_ENDPOINTS`).
+//! The gateway's settings (`VERTEX_BROKER_VERTEX_*`, `VERTEX_BROKER_ALLOWED_MODELS`, the proxy
+//! variables) and what the metadata token endpoint hands out (`VERTEX_BROKER_TOKEN_ENDPOINTS`).
 
 use std::time::Duration;
 
+use super::proxy::Proxies;
 use super::vars::Vars;
 use super::{AllowedModels, ConfigError};
 
@@ -57,6 +58,8 @@ pub struct VertexGateway {
     pub location: String,
     /// `VERTEX_BROKER_ALLOWED_MODELS`: the models calls may name (default: any).
     pub allowed_models: AllowedModels,
+    /// `HTTPS_PROXY` and the like: the proxy calls go through, if any.
+    pub proxies: Proxies,
 }
 
 impl Default for VertexGateway {
@@ -69,6 +72,7 @@ impl Default for VertexGateway {
             max_body: 20 * 1024 * 1024,
             location: "global".to_string(),
             allowed_models: AllowedModels::default(),
+            proxies: Proxies::default(),
         }
     }
 }
@@ -105,6 +109,7 @@ impl VertexGateway {
                 None => AllowedModels::default(),
                 Some(v) => AllowedModels::parse(&v)?,
             },
+            proxies: Proxies::read(vars)?,
         })
     }
 }

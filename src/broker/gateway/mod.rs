@@ -81,8 +81,8 @@ impl Gateway {
     /// The gateway with its own upstream connection pool; `connect_timeout` bounds each connect.
     pub fn new(settings: VertexGateway, connect_timeout: Duration) -> Self {
         Self {
+            upstream: Upstream::new(connect_timeout, settings.proxies.clone()),
             settings,
-            upstream: Upstream::new(connect_timeout),
             held: Budget::new(HELD_BUDGET),
             scope_key: DEFAULT_SCOPE.to_string(),
             caller_token: GatewayToken::new(),

@@ -1,71 +1,135 @@
 //! The gateway's connections to Vertex: hyper's pooled HTTP/1.1 client over rustls with the
-//! system's roots (as the broker's Google clients use), built on the first call so that a cold
-//! start does not read the CA bundle for a function that never calls the gateway. Hyper's client
-//! directly rather than reqwest: a call goes up with a prebuilt `http::Uri`, with no URL parse,
-//! no redirect or retry layers and no boxing (measured: see the README's gateway benchmark).
+//! system's roots (as the broker's Google clients use them; `SSL_CERT_FILE` names others), made
+//! on the first call so that a cold start reads no CA bundle for a function that never calls the
+//! gateway. Through the proxy `HTTPS_PROXY` names, in a CONNECT tunnel, unless `NO_PROXY`
+//! exempts the host. Hyper's client directly rather than reqwest: a call goes up with a prebuilt
+//! `http::Uri`, with no URL parse, no redirect or retry layers and no boxing per call.
 
-use std::sync::OnceLock;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::{Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
 
 use super::body::Attempt;
+use crate::config::Proxies;
 
 /// An idle pooled connection is closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Pool = Client<HttpsConnector<Connector>, Attempt>;
+
 /// The pool of connections to Vertex, made on first use.
 pub struct Upstream {
     connect_timeout: Duration,
-    client: OnceLock<Client<HttpsConnector<HttpConnector>, Attempt>>,
+    proxies: Proxies,
+    client: OnceLock<Pool>,
 }
 
 /// Why an attempt got no answer.
 pub type UpstreamError = hyper_util::client::legacy::Error;
 
 impl Upstream {
-    /// A pool whose connects each take at most `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Self {
-        Self { connect_timeout, client: OnceLock::new() }
+    /// A pool whose connects each take at most `connect_timeout`, through `proxies`.
+    pub fn new(connect_timeout: Duration, proxies: Proxies) -> Self {
+        Self { connect_timeout, proxies, client: OnceLock::new() }
     }
 
     /// Sends one attempt and waits for the answer's head.
     pub async fn send(&self, request: Request<Attempt>) -> Result<Response<Incoming>, UpstreamError> {
-        self.client().request(request).await
+        self.client.get_or_init(|| self.pool()).request(request).await
     }
 
-    fn client(&self) -> &Client<HttpsConnector<HttpConnector>, Attempt> {
-        self.client.get_or_init(|| {
-            let mut http = HttpConnector::new();
-            http.enforce_http(false);
-            http.set_nodelay(true);
-            http.set_connect_timeout(Some(self.connect_timeout));
-            let https = hyper_rustls::HttpsConnectorBuilder::new();
-            // No readable roots (a bare container) still lets plain-HTTP endpoints work; HTTPS
-            // then fails each call with the verifier's error, which names the missing roots.
-            let https = match https.with_native_roots() {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "no system CA roots for the gateway's HTTPS connections");
-                    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_roots())
-                }
-            };
-            let connector = https.https_or_http().enable_http1().wrap_connector(http);
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(POOL_IDLE)
-                .pool_timer(TokioTimer::new())
-                .build(connector)
+    fn pool(&self) -> Pool {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false); // TLS goes on top
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(self.connect_timeout));
+        let p = &self.proxies;
+        let matcher = Matcher::builder()
+            .https(p.https.clone().unwrap_or_default())
+            .http(p.http.clone().unwrap_or_default())
+            .no(p.no.clone().unwrap_or_default());
+        let connector = Connector { tcp, proxies: Arc::new(matcher.build()) };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = match hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
+            Ok(tls) => tls,
+            Err(e) => {
+                // Plain-HTTP endpoints still work; HTTPS calls fail with the verifier's error.
+                tracing::warn!(error = %e, "no system CA roots for the gateway's HTTPS connections (SSL_CERT_FILE)");
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(no_roots(provider))
+            }
+        };
+        let https = tls.https_or_http().enable_http1().wrap_connector(connector);
+        Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE).pool_timer(TokioTimer::new()).build(https)
+    }
+}
+
+fn no_roots(provider: Arc<rustls::crypto::CryptoProvider>) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the default provider supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+}
+
+/// TCP to the host, or to the proxy that intercepts it and through a CONNECT tunnel from there;
+/// TLS goes on top either way.
+#[derive(Clone)]
+struct Connector {
+    tcp: HttpConnector,
+    proxies: Arc<Matcher>,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.tcp.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, host: Uri) -> Self::Future {
+        let Some(proxy) = self.proxies.intercept(&host) else {
+            let connecting = self.tcp.call(host);
+            return Box::pin(async move { connecting.await.map_err(Into::into) });
+        };
+        let mut tunnel = Tunnel::new(proxy.uri().clone(), self.tcp.clone());
+        if let Some(auth) = proxy.basic_auth() {
+            tunnel = tunnel.with_auth(auth.clone());
+        }
+        let host = with_port(host);
+        Box::pin(async move {
+            std::future::poll_fn(|cx| tunnel.poll_ready(cx)).await?;
+            tunnel.call(host).await.map_err(|e| format!("through the proxy (HTTPS_PROXY): {e}").into())
         })
     }
 }
 
-fn empty_roots() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+/// The URI with its port written out: the tunnel asks for 443 when none is.
+fn with_port(uri: Uri) -> Uri {
+    if uri.port().is_some() || uri.scheme() != Some(&hyper::http::uri::Scheme::HTTP) {
+        return uri;
+    }
+    let authority = format!("{}:80", uri.host().unwrap_or_default());
+    let mut parts = uri.clone().into_parts();
+    match authority.parse() {
+        Ok(a) => parts.authority = Some(a),
+        Err(_) => return uri,
+    }
+    Uri::from_parts(parts).unwrap_or(uri)
 }
 
 /// The error and its causes, on one line ("client error (Connect): tcp connect error: ...").
