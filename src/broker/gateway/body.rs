@@ -304,7 +304,9 @@ pub struct Download {
     /// The upstream's body has ended (and what the redactor held is passed on).
     ended: bool,
     /// The call's deadline covers its answer too: a stream still going then is cut.
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    /// Armed at the deadline once the answer keeps the call waiting.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Download {
@@ -321,7 +323,8 @@ impl Download {
             redactor,
             report: Some(report),
             ended: false,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+            timer: None,
         }
     }
 
@@ -342,11 +345,25 @@ impl Body for Download {
             if self.ended {
                 return Poll::Ready(None);
             }
-            if self.deadline.as_mut().poll(cx).is_ready() {
+            let polled = Pin::new(&mut self.inner).poll_frame(cx);
+            // The timer is armed only while the answer keeps the call waiting: one that is ready
+            // whole costs none.
+            let passed = match polled {
+                Poll::Pending => {
+                    let deadline = self.deadline;
+                    self.timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)))
+                        .as_mut()
+                        .poll(cx)
+                        .is_ready()
+                }
+                Poll::Ready(_) => tokio::time::Instant::now() >= self.deadline,
+            };
+            if passed {
                 self.finish("deadline_passed");
                 return Poll::Ready(Some(Err("the call's deadline passed before Vertex's answer ended".into())));
             }
-            match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            match std::task::ready!(polled) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         self.usage.push(&data);
