@@ -10,7 +10,8 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTIO
 use hyper::{Request, Response, Uri};
 use tokio::time::Instant;
 
-use super::body::{Download, Outgoing};
+use super::body::Outgoing;
+use super::download::Download;
 use super::error::too_large;
 use super::redact::Redactor;
 use super::report::CallReport;

@@ -7,7 +7,8 @@
 //! |---|---|
 //! | [`route`] | the table of what is forwarded (path shape, method, name), the upstream host per location, the model allowlist |
 //! | [`retry`] | when to try again: backoff with jitter, `Retry-After`, the deadline |
-//! | [`body`] | the request body streamed up (size limit, copy kept for retries), the answer streamed down |
+//! | [`body`] | the request body streamed up (size limit, copy kept for retries), what each attempt sends |
+//! | [`download`] | the answer streamed down: usage read, an echoed token masked, the deadline kept, the call reported at its end |
 //! | [`held`] | request bytes held (a retry's copy, a body read whole): one coalesced buffer each, charged to one budget |
 //! | [`error`] | the gateway's own answers, in Google's error format |
 //! | [`forward`] | one call's attempts at Vertex: headers passed up, retries, the answer passed back (hop-by-hop headers dropped) |
@@ -19,6 +20,7 @@
 
 pub(crate) mod body;
 pub(crate) mod caller_token;
+pub(crate) mod download;
 pub(crate) mod error;
 pub(crate) mod forward;
 pub mod held;
@@ -29,22 +31,24 @@ pub mod route;
 pub(crate) mod upstream;
 pub(crate) mod usage;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
 use tokio::time::Instant;
 
-use self::body::{Download, Outgoing, Upload};
+use self::body::{Outgoing, Upload};
 pub use self::caller_token::GatewayToken;
+use self::download::Download;
 pub(crate) use self::error::GatewayError;
 use self::error::{no_token, too_large};
 use self::forward::{pass_through, Call};
 use self::held::{read_whole, Budget, ReadError};
-use self::redact::Redactor;
+use self::redact::{Redactor, SentToken};
 use self::report::{CallReport, RequestIds};
 use self::route::table::BodyModel;
 use self::route::VertexCall;
@@ -75,6 +79,8 @@ pub struct Gateway {
     scope_key: String,
     caller_token: GatewayToken,
     request_ids: RequestIds,
+    /// The last token sent: its `Authorization` value and searcher, reused while it lasts.
+    last_sent: Mutex<Option<Arc<SentToken>>>,
 }
 
 impl Gateway {
@@ -87,7 +93,19 @@ impl Gateway {
             scope_key: DEFAULT_SCOPE.to_string(),
             caller_token: GatewayToken::new(),
             request_ids: RequestIds::new(),
+            last_sent: Mutex::new(None),
         }
+    }
+
+    /// `token` as calls send and watch for it, made once per token (the last one is kept).
+    fn sent_token(&self, token: &str) -> Option<Arc<SentToken>> {
+        let mut last = crate::lock(&self.last_sent);
+        if let Some(sent) = last.as_ref().filter(|s| s.is(token)) {
+            return Some(sent.clone());
+        }
+        let sent = Arc::new(SentToken::new(token)?);
+        *last = Some(sent.clone());
+        Some(sent)
     }
 
     /// The token `VERTEX_BROKER_TOKEN_ENDPOINTS=gateway` hands out: this gateway's only.
@@ -225,16 +243,15 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     if let Some(email) = account.email() {
         report.account = email;
     }
-    let bearer = token.secret.expose();
-    let Ok(mut authorization) = HeaderValue::from_str(&format!("Bearer {bearer}")) else {
+    let Some(sent) = gateway.sent_token(token.secret.expose()) else {
         return refuse(report, GatewayError::new(502, "the account's access token is not a valid header value"));
     };
-    authorization.set_sensitive(true);
-    let call = Call { gateway, route: &call, parts: &parts, authorization: &authorization, deadlines, arrived };
+    let call = Call { gateway, route: &call, parts: &parts, authorization: sent.authorization(), deadlines, arrived };
     match call.forward(outgoing, &mut report).await {
         Ok((answer, retry_after)) => {
             report.status = answer.status().as_u16();
-            pass_through(answer, report, retry_after, call.route.dialect, Redactor::new(bearer), deadlines.end)
+            let redactor = Redactor::of(sent.clone());
+            pass_through(answer, report, retry_after, call.route.dialect, redactor, deadlines.end)
         }
         Err(e) => refuse(report, e),
     }
@@ -277,6 +294,18 @@ mod tests {
         assert_eq!(g.deadlines(&h, Some(at(100)), now), Deadlines { end: at(100), retries: now }, "no time to retry");
         h.insert("x-server-timeout", HeaderValue::from_static("NaN"));
         assert_eq!(g.deadlines(&h, None, now).end, at(1500), "nonsense is ignored");
+    }
+
+    #[test]
+    fn a_token_is_prepared_once_while_it_lasts() {
+        let g = Gateway::new(VertexGateway::default(), Duration::from_secs(1));
+        let first = g.sent_token("ya29.one").unwrap();
+        assert!(Arc::ptr_eq(&first, &g.sent_token("ya29.one").unwrap()), "the same token: the same value");
+        assert_eq!(first.authorization(), "Bearer ya29.one");
+        assert!(first.authorization().is_sensitive());
+        let second = g.sent_token("ya29.two").unwrap();
+        assert!(!Arc::ptr_eq(&first, &second) && second.is("ya29.two"));
+        assert!(g.sent_token("bad\ntoken").is_none(), "not a header value");
     }
 
     #[test]

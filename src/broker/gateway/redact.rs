@@ -5,16 +5,46 @@
 //! could begin the token (which an SSE event's `\r\n\r\n` never does), and a match is masked
 //! byte for byte so that a declared length stays true.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use hyper::header::{HeaderMap, HeaderValue};
 
 /// Shown instead of a header value that held the token.
 const REDACTED: &str = "[redacted by vertex-broker]";
 
-/// Masks `token` in an answer: its headers once, then its body chunk by chunk.
-pub struct Redactor {
+/// The bearer token as the gateway sends it (the `Authorization` value, marked sensitive) and
+/// watches for it (a prepared searcher): made once per token, shared by the calls that use it.
+pub struct SentToken {
     token: Box<[u8]>,
     finder: memchr::memmem::Finder<'static>,
+    authorization: HeaderValue,
+}
+
+impl SentToken {
+    /// `None` if the token cannot be a header value.
+    pub fn new(token: &str) -> Option<Self> {
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        authorization.set_sensitive(true);
+        let token: Box<[u8]> = token.as_bytes().into();
+        let finder = memchr::memmem::Finder::new(&token).into_owned();
+        Some(Self { token, finder, authorization })
+    }
+
+    /// Whether this is `token`.
+    pub fn is(&self, token: &str) -> bool {
+        *self.token == *token.as_bytes()
+    }
+
+    /// `Bearer {token}`.
+    pub fn authorization(&self) -> &HeaderValue {
+        &self.authorization
+    }
+}
+
+/// Masks a token in an answer: its headers once, then its body chunk by chunk.
+pub struct Redactor {
+    sent: Arc<SentToken>,
     /// A tail of the last chunk that could be the token's start, not yet passed on.
     held: BytesMut,
     /// Times the token was found.
@@ -22,17 +52,20 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Masks `token`.
+    /// Masks `token` (one that is a header value: the fuzz target's and the tests').
     pub fn new(token: &str) -> Self {
-        let token: Box<[u8]> = token.as_bytes().into();
-        let finder = memchr::memmem::Finder::new(&token).into_owned();
-        Self { token, finder, held: BytesMut::new(), found: 0 }
+        Self::of(Arc::new(SentToken::new(token).expect("a header value")))
+    }
+
+    /// Masks the token `sent` holds.
+    pub fn of(sent: Arc<SentToken>) -> Self {
+        Self { sent, held: BytesMut::new(), found: 0 }
     }
 
     /// Replaces every header value that holds the token.
     pub fn headers(&mut self, headers: &mut HeaderMap) {
         for value in headers.values_mut() {
-            if self.finder.find(value.as_bytes()).is_some() {
+            if self.sent.finder.find(value.as_bytes()).is_some() {
                 *value = HeaderValue::from_static(REDACTED);
                 self.found += 1;
             }
@@ -42,21 +75,21 @@ impl Redactor {
     /// What of `chunk` may be passed on now: the token masked, a tail that could begin it held
     /// back until the next chunk shows what it is. Passes the chunk itself when it is clean.
     pub fn chunk(&mut self, chunk: Bytes) -> Bytes {
-        if self.token.is_empty() {
+        if self.sent.token.is_empty() {
             return chunk;
         }
-        let clean = self.held.is_empty() && self.finder.find(&chunk).is_none();
+        let clean = self.held.is_empty() && self.sent.finder.find(&chunk).is_none();
         if clean && self.partial_at(&chunk).is_none() {
             return chunk;
         }
         let mut all = std::mem::take(&mut self.held);
         all.extend_from_slice(&chunk);
         let mut from = 0;
-        while let Some(at) = self.finder.find(&all[from..]) {
+        while let Some(at) = self.sent.finder.find(&all[from..]) {
             let start = from + at;
-            all[start..start + self.token.len()].fill(b'*');
+            all[start..start + self.sent.token.len()].fill(b'*');
             self.found += 1;
-            from = start + self.token.len();
+            from = start + self.sent.token.len();
         }
         if let Some(at) = self.partial_at(&all[from..]) {
             self.held = all.split_off(from + at);
@@ -71,9 +104,9 @@ impl Redactor {
 
     /// Where a suffix of `data` that is a proper prefix of the token starts, if one does.
     fn partial_at(&self, data: &[u8]) -> Option<usize> {
-        let start = data.len().saturating_sub(self.token.len() - 1);
-        let first = self.token[0];
-        memchr::memchr_iter(first, &data[start..]).map(|i| start + i).find(|&i| self.token.starts_with(&data[i..]))
+        let start = data.len().saturating_sub(self.sent.token.len() - 1);
+        let first = self.sent.token[0];
+        memchr::memchr_iter(first, &data[start..]).map(|i| start + i).find(|&i| self.sent.token.starts_with(&data[i..]))
     }
 }
 
