@@ -1,9 +1,10 @@
 //! How the gateway reaches Vertex, through the real binary (`serve`): over TLS, trusting the
 //! system's roots (`SSL_CERT_FILE` names a test CA here) in front of the emulator (nginx from
 //! Debian terminates TLS), directly and through a CONNECT tunnel of the proxy `HTTPS_PROXY`
-//! names (tinyproxy from Debian), `NO_PROXY` exempting the host; a server the roots do not
-//! vouch for is refused with a 502 that says why; a proxy it cannot use, or a CA file with no
-//! certificate, stops `serve` at start with the variable's name.
+//! names (tinyproxy from Debian), `NO_PROXY` exempting the host, and a plain-HTTP endpoint
+//! through `HTTP_PROXY`'s tunnel; a server the roots do not vouch for is refused with a 502 that
+//! says why; a proxy it cannot use, or a CA file with no certificate, stops `serve` at start with
+//! the variable's name.
 
 use test_support as support;
 
@@ -87,11 +88,12 @@ fn tls_front(dir: &Path, port: u16, upstream: &str, cert: &Path, key: &Path) -> 
     Running(child)
 }
 
-/// tinyproxy on `port`, tunnelling to `connect_port` only; its log records each CONNECT.
-fn proxy(dir: &Path, port: u16, connect_port: u16) -> (Running, PathBuf) {
+/// tinyproxy on `port`, tunnelling to `connect_ports` only; its log records each CONNECT.
+fn proxy(dir: &Path, port: u16, connect_ports: &[u16]) -> (Running, PathBuf) {
     let log = dir.join("tinyproxy.log");
+    let allowed: String = connect_ports.iter().map(|p| format!("ConnectPort {p}\n")).collect();
     let conf = format!(
-        "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nConnectPort {connect_port}\nMaxClients 20\n\
+        "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\n{allowed}MaxClients 20\n\
          LogLevel Connect\nLogFile \"{}\"\nPidFile \"{}\"\n",
         log.display(),
         dir.join("tinyproxy.pid").display()
@@ -138,7 +140,8 @@ async fn https_to_vertex_with_the_system_roots_directly_and_through_a_connect_pr
     let tls_port = support::free_port();
     let _front = tls_front(&dir, tls_port, &f.emu.url(), &cert, &key);
     let proxy_port = support::free_port();
-    let (_proxy, log) = proxy(&dir, proxy_port, tls_port);
+    let emulator_port: u16 = f.emu.url().rsplit(':').next().unwrap().parse().unwrap();
+    let (_proxy, log) = proxy(&dir, proxy_port, &[tls_port, emulator_port]);
     support::wait_listening(tls_port).await;
     support::wait_listening(proxy_port).await;
     let host = format!("127.0.0.1:{tls_port}");
@@ -161,6 +164,13 @@ async fn https_to_vertex_with_the_system_roots_directly_and_through_a_connect_pr
     assert_eq!(tunnels(&log, &host), 1, "NO_PROXY: no tunnel");
     assert_eq!(f.emu.calls("vertex"), 3);
 
+    // A plain-HTTP endpoint goes through HTTP_PROXY's tunnel, on the port its URL names.
+    let plain = [("VERTEX_BROKER_VERTEX_ENDPOINT", f.emu.url()), ("HTTP_PROXY", format!("127.0.0.1:{proxy_port}"))];
+    let (status, _) = call_through(&f, &plain).await;
+    assert_eq!(status, 200);
+    assert_eq!(tunnels(&log, &format!("127.0.0.1:{emulator_port}")), 1, "HTTP_PROXY: one tunnel to the emulator");
+    assert_eq!(f.emu.calls("vertex"), 4);
+
     // Trusting another CA only, the front's certificate is nobody's: refused, and the answer says so.
     let (status, v) =
         call_through(&f, &[endpoint, ("SSL_CERT_FILE", dir.join("other.pem").display().to_string())]).await;
@@ -168,7 +178,7 @@ async fn https_to_vertex_with_the_system_roots_directly_and_through_a_connect_pr
     let message = v["error"]["message"].as_str().unwrap();
     assert!(message.contains(&format!("cannot reach Vertex at https://{host}")), "{message}");
     assert!(message.to_lowercase().contains("certificate"), "says what failed: {message}");
-    assert_eq!(f.emu.calls("vertex"), 3, "nothing went up");
+    assert_eq!(f.emu.calls("vertex"), 4, "nothing went up");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -143,3 +143,17 @@ pub fn describe(e: &UpstreamError) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tunnel_is_asked_for_the_port_the_scheme_means() {
+        let port = |u: &str| with_port(u.parse().unwrap()).port_u16();
+        assert_eq!(port("http://vertex.internal/v1/x"), Some(80), "the tunnel would ask for 443");
+        assert_eq!(port("http://127.0.0.1:8080/v1/x"), Some(8080));
+        assert_eq!(port("https://aiplatform.googleapis.com/v1/x"), None, "443, which the tunnel asks for");
+        assert_eq!(with_port("http://h/v1/x?alt=sse".parse().unwrap()).to_string(), "http://h:80/v1/x?alt=sse");
+    }
+}
