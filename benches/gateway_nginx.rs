@@ -11,11 +11,12 @@
 
 use test_support as support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::bench::{cpu_seconds, median_run, wrk, Wrk};
+use support::nginx::Nginx;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ROUNDS: usize = 3;
@@ -26,27 +27,6 @@ const ANSWER: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"tex
 
 fn main() {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(run());
-}
-
-/// An nginx in the foreground, one process, its files under `dir`.
-fn nginx(dir: &Path, name: &str, server: &str) -> Child {
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/{name}.pid;\nerror_log {d}/{name}.err warn;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n  client_body_temp_path {d}/{name}-body;\n  proxy_temp_path {d}/{name}-proxy;\n\
-         fastcgi_temp_path {d}/{name}-fcgi;\n  uwsgi_temp_path {d}/{name}-uwsgi;\n  scgi_temp_path {d}/{name}-scgi;\n\
-         keepalive_requests 1000000;\n{server}\n}}\n",
-        d = dir.display()
-    );
-    let path = dir.join(format!("{name}.conf"));
-    std::fs::write(&path, conf).unwrap();
-    let child = Command::new("nginx")
-        .args(["-p", &dir.display().to_string(), "-c", &path.display().to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is installed by scripts/bench.sh");
-    child
 }
 
 async fn wait_answering(url: &str) {
@@ -77,7 +57,7 @@ async fn run() {
     let dir = std::env::temp_dir().join(support::unique("bench-nginx"));
     std::fs::create_dir_all(&dir).unwrap();
     let up = support::free_port();
-    let mut upstream = nginx(
+    let upstream = Nginx::start(
         &dir,
         "upstream",
         &format!(
@@ -135,7 +115,7 @@ async fn run() {
         .unwrap()
         .to_string();
     let px = support::free_port();
-    let mut proxy = nginx(
+    let proxy = Nginx::start(
         &dir,
         "proxy",
         &format!(
@@ -148,7 +128,7 @@ async fn run() {
     );
     let proxy_url = format!("http://127.0.0.1:{px}{MODEL}");
     wait_answering(&proxy_url).await;
-    targets.insert(1, Target { name: "nginx".into(), url: proxy_url, pid: Some(proxy.id()), runs: vec![], cpu: 0.0 });
+    targets.insert(1, Target { name: "nginx".into(), url: proxy_url, pid: Some(proxy.pid()), runs: vec![], cpu: 0.0 });
 
     let script = dir.join("post.lua");
     std::fs::write(
@@ -230,10 +210,7 @@ async fn run() {
     for mut s in serves {
         let _ = s.kill().await;
     }
-    for nginx in [&mut proxy, &mut upstream] {
-        let _ = nginx.kill();
-        let _ = nginx.wait();
-    }
+    drop((proxy, upstream));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

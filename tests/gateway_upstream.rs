@@ -9,9 +9,10 @@
 use test_support as support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
+use support::nginx::Nginx;
 use support::Fixture;
 
 const MODEL: &str =
@@ -56,40 +57,19 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
 }
 
-/// A process that is killed when the test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// nginx terminating TLS on `port` for `upstream`, one process in the foreground.
-fn tls_front(dir: &Path, port: u16, upstream: &str, cert: &Path, key: &Path) -> Running {
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err warn;\nevents {{}}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-         server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {};\n\
-         location / {{ proxy_pass {upstream}; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
+/// nginx terminating TLS on `port` for `upstream`.
+fn tls_front(dir: &Path, port: u16, upstream: &str, cert: &Path, key: &Path) -> Nginx {
+    let server = format!(
+        "  access_log off;\n  server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {};\n\
+         location / {{ proxy_pass {upstream}; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}",
         cert.display(),
         key.display()
     );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .args(["-p", &d.to_string(), "-c", &dir.join("nginx.conf").display().to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is installed by scripts/clients.sh");
-    Running(child)
+    Nginx::start(dir, "tls-front", &server)
 }
 
 /// tinyproxy on `port`, tunnelling to `connect_ports` only; its log records each CONNECT.
-fn proxy(dir: &Path, port: u16, connect_ports: &[u16]) -> (Running, PathBuf) {
+fn proxy(dir: &Path, port: u16, connect_ports: &[u16]) -> (tokio::process::Child, PathBuf) {
     let log = dir.join("tinyproxy.log");
     let allowed: String = connect_ports.iter().map(|p| format!("ConnectPort {p}\n")).collect();
     let conf = format!(
@@ -99,13 +79,14 @@ fn proxy(dir: &Path, port: u16, connect_ports: &[u16]) -> (Running, PathBuf) {
         dir.join("tinyproxy.pid").display()
     );
     std::fs::write(dir.join("tinyproxy.conf"), conf).unwrap();
-    let child = Command::new("tinyproxy")
+    let child = tokio::process::Command::new("tinyproxy")
         .args(["-d", "-c", &dir.join("tinyproxy.conf").display().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .expect("tinyproxy is installed by scripts/clients.sh");
-    (Running(child), log)
+    (child, log)
 }
 
 /// How many tunnels the proxy was asked for, to `host`.

@@ -10,7 +10,7 @@ mod proxy;
 mod vars;
 mod vertex;
 pub use allowed_models::{AllowedModels, ModelName};
-pub use proxy::{without_userinfo, Proxies};
+pub use proxy::Proxies;
 use vars::Vars;
 pub use vertex::{is_location, TokenEndpoints, VertexGateway};
 
@@ -142,6 +142,23 @@ pub struct ConfigError {
     pub expected: String,
 }
 
+/// `SSL_CERT_FILE`, if set, holds certificates: every TLS client here (the AWS SDK, Google's
+/// endpoints, the gateway) trusts its CAs instead of the system's, and the AWS SDK panics when it
+/// holds none.
+fn check_ca_file<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<(), ConfigError> {
+    let Some(file) = vars.get("SSL_CERT_FILE") else { return Ok(()) };
+    if std::fs::read_to_string(&file).is_ok_and(|pem| pem.contains("-----BEGIN CERTIFICATE-----")) {
+        return Ok(());
+    }
+    Err(ConfigError {
+        variable: "SSL_CERT_FILE",
+        value: file,
+        expected: "a readable file of PEM CA certificates, which replace the system's for every TLS connection; \
+                   unset it to use the system's"
+            .into(),
+    })
+}
+
 /// A Lambda entry point started outside Lambda: there is no Runtime API to talk to (the Lambda
 /// crates would panic, and AWS's provider chain would go looking for instance metadata).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -198,18 +215,7 @@ impl Config {
             mint_rate: vars.count("VERTEX_BROKER_MINT_RATE", defaults.mint_rate as usize)? as u32,
             invoke_budget: vars.duration("VERTEX_BROKER_INVOKE_BUDGET", defaults.invoke_budget)?,
         };
-        // Every TLS client here (the AWS SDK, Google's endpoints, the gateway) trusts this file's
-        // CAs instead of the system's; the AWS SDK panics when it holds none.
-        if let Some(file) = vars.get("SSL_CERT_FILE") {
-            if !std::fs::read_to_string(&file).is_ok_and(|pem| pem.contains("-----BEGIN CERTIFICATE-----")) {
-                return Err(ConfigError {
-                    variable: "SSL_CERT_FILE",
-                    value: file,
-                    expected: "a readable file of PEM CA certificates, which replace the system's for every TLS                                connection; unset it to use the system's"
-                        .into(),
-                });
-            }
-        }
+        check_ca_file(&vars)?;
         let credential_config = vars.get("VERTEX_BROKER_CREDENTIAL_CONFIG");
         if let Some(c) = &credential_config {
             if let Err(e) = crate::google::federation::CredentialConfig::load(c) {

@@ -73,7 +73,7 @@ fn check(variable: &'static str, value: String) -> Result<String, ConfigError> {
 }
 
 /// `value` with any `user:password@` taken out: a proxy's credentials appear in no error or log.
-pub fn without_userinfo(value: &str) -> String {
+fn without_userinfo(value: &str) -> String {
     let (scheme, rest) = value.split_once("://").map_or(("", value), |(s, r)| (s, r));
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let rest = match rest[..authority_end].rfind('@') {

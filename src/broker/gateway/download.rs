@@ -51,6 +51,15 @@ impl Download {
         }
     }
 
+    /// Vertex's answer has ended: the call is reported complete; what the redactor held back
+    /// is still to be passed on.
+    fn end(&mut self) -> Bytes {
+        self.ended = true;
+        let rest = self.redactor.finish();
+        self.finish("complete");
+        rest
+    }
+
     fn finish(&mut self, outcome: &'static str) {
         if let Some(mut report) = self.report.take() {
             report.token_echoes = self.redactor.found;
@@ -95,12 +104,10 @@ impl Body for Download {
                             // The last frame of a sized answer: the call is reported before
                             // it is written, so the caller's wake-up is the last thing the
                             // call does (hyper may drop the body without polling it again).
-                            self.ended = true;
-                            let rest = self.redactor.finish();
+                            let rest = self.end();
                             if !rest.is_empty() {
                                 out = [out, rest].concat().into();
                             }
-                            self.finish("complete");
                             if out.is_empty() {
                                 return Poll::Ready(None);
                             }
@@ -113,9 +120,7 @@ impl Body for Download {
                     Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
                 },
                 None => {
-                    self.ended = true;
-                    let rest = self.redactor.finish();
-                    self.finish("complete");
+                    let rest = self.end();
                     if !rest.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(rest))));
                     }

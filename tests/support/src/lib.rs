@@ -7,6 +7,7 @@ pub mod broker;
 pub mod extensions_api;
 pub mod failing_store;
 pub mod federation;
+pub mod nginx;
 pub mod runtime_api;
 
 use std::io::{BufRead, BufReader};
