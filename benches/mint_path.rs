@@ -75,7 +75,7 @@ async fn run() {
                 let account = broker.accounts()[0].clone();
                 let before: u64 = GOOGLE.iter().map(|e| f.emu.calls(e)).sum();
                 let started = Instant::now();
-                account.access_token(broker.default_scope_key()).await.unwrap_or_else(|e| panic!("{}: {e}", s.name));
+                account.access_token(broker.default_scopes()).await.unwrap_or_else(|e| panic!("{}: {e}", s.name));
                 let took = started.elapsed();
                 if round == 0 {
                     continue; // warm-up: connections, TLS roots, the emulator's first key

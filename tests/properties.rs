@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use vertex_broker::broker::guard::{self, ALLOWED_HOSTS};
 use vertex_broker::broker::metadata::{Leaf, Route};
-use vertex_broker::google::scopes::{check_audience, scope_key, valid_scope};
+use vertex_broker::google::scopes::{valid_scope, Audience, ScopeKey};
 use vertex_broker::key::ServiceAccountKey;
 
 const T: &str = "/computeMetadata/v1/instance/service-accounts/default";
@@ -101,12 +101,12 @@ proptest! {
                         prop_assert_eq!(reply.body.matches('\n').count(), 1);
                     }
                     Ok(Route::Account { leaf: Leaf::Token(Some(key)), .. }) => {
-                        let scopes: Vec<&str> = key.split(' ').collect();
+                        let scopes: Vec<&str> = key.scopes().collect();
                         prop_assert!(scopes.iter().all(|s| valid_scope(s)));
                         prop_assert!(scopes.windows(2).all(|w| w[0] < w[1]));
                     }
                     Ok(Route::Account { leaf: Leaf::Identity(audience), .. }) => {
-                        prop_assert!(check_audience(&audience).is_ok());
+                        prop_assert!(Audience::parse(audience.as_str()).is_ok());
                     }
                     Ok(_) => {}
                 }
@@ -120,13 +120,13 @@ proptest! {
         shuffle in any::<prop::sample::Index>(),
         comma in any::<bool>(),
     ) {
-        let key = scope_key(&scopes.join(",")).unwrap();
+        let key = ScopeKey::parse(&scopes.join(",")).unwrap();
         let mut other = scopes.clone();
         other.rotate_left(shuffle.index(scopes.len()));
         other.push(scopes[0].clone());
         let sep = if comma { "," } else { " " };
-        prop_assert_eq!(scope_key(&other.join(sep)).unwrap(), key.clone());
-        prop_assert_eq!(scope_key(&key).unwrap(), key);
+        prop_assert_eq!(ScopeKey::parse(&other.join(sep)).unwrap(), key.clone());
+        prop_assert_eq!(ScopeKey::parse(key.as_str()).unwrap(), key);
     }
 }
 

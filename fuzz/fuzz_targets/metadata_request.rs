@@ -11,7 +11,7 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 use vertex_broker::broker::guard;
 use vertex_broker::broker::metadata::{Leaf, Route};
-use vertex_broker::google::scopes::{check_audience, valid_scope};
+use vertex_broker::google::scopes::{valid_scope, Audience};
 
 fuzz_target!(|data: &[u8]| {
     let Some(req) = common::request(&String::from_utf8_lossy(data)) else { return };
@@ -27,12 +27,12 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(reply.body.matches('\n').count(), 1, "{reply:?}");
             }
             Ok(Route::Account { leaf: Leaf::Token(Some(key)), .. }) => {
-                let scopes: Vec<&str> = key.split(' ').collect();
+                let scopes: Vec<&str> = key.scopes().collect();
                 assert!(scopes.iter().all(|s| valid_scope(s)), "{key:?}");
                 assert!(scopes.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates: {key:?}");
             }
             Ok(Route::Account { leaf: Leaf::Identity(audience), .. }) => {
-                assert!(check_audience(&audience).is_ok(), "{audience:?}");
+                assert!(Audience::parse(audience.as_str()).is_ok(), "{audience:?}");
             }
             Ok(_) => {}
         },

@@ -45,7 +45,8 @@ use token_cache::CachePolicy;
 
 use crate::config::{Config, Limits, TokenEndpoints, VertexGateway};
 use crate::google::federation::{AwsIdentity, CredentialConfig, Federation};
-use crate::google::iam_credentials::Impersonation;
+use crate::google::iam_credentials::{IamCredentials, Impersonation};
+use crate::google::scopes::ScopeKey;
 use crate::google::token::TokenClient;
 use crate::store::SecretStore;
 
@@ -55,7 +56,7 @@ pub struct BrokerSettings {
     /// `VERTEX_BROKER_SECRET_ID`: one account per secret, the first is `default`.
     pub secret_ids: Vec<String>,
     /// Scopes of `/token` without `scopes=`.
-    pub scopes: Vec<String>,
+    pub scopes: ScopeKey,
     /// How long a read of the secret stands before AWSCURRENT is checked again.
     pub secret_ttl: Duration,
     /// Bound on each AWS and Google call.
@@ -162,9 +163,8 @@ pub enum InvokeWork {
 /// Every account the broker serves, the first being `default`.
 pub struct Broker {
     accounts: Vec<Arc<Account>>,
-    scopes: Vec<String>,
-    /// Cache key of the default scopes, computed once.
-    default_scope_key: String,
+    /// Scopes of `/token` without `scopes=`.
+    default_scopes: ScopeKey,
     limits: Limits,
     /// `VERTEX_BROKER_PROJECT_ID`.
     project_id: Option<String>,
@@ -182,14 +182,12 @@ impl Broker {
         if settings.secret_ids.is_empty() && settings.credential_config.is_none() {
             return Err(BrokerError::NoSecret);
         }
-        // Config validated the scopes; normalized here so the default set shares its slot with
-        // clients that name the same scopes.
-        let default_scope_key =
-            crate::google::scopes::scope_key(&settings.scopes.join(",")).unwrap_or_else(|_| settings.scopes.join(" "));
-        let scopes = default_scope_key.split(' ').map(str::to_string).collect();
-        // One token client and one mint limiter for every account: TLS roots load once,
-        // connections are shared, and Google quota is bounded for the broker as a whole.
+        let default_scopes = settings.scopes.clone();
+        // One token client, one IAM Credentials client and one mint limiter for every account:
+        // TLS roots load once, connections are shared, and Google quota is bounded for the
+        // broker as a whole.
         let tokens = TokenClient::new(settings.http_timeout);
+        let iam = IamCredentials::new(settings.http_timeout);
         let impersonation = settings.impersonate.as_ref().map(|target| {
             Impersonation::new(
                 &settings.iam_credentials_endpoint,
@@ -198,57 +196,50 @@ impl Broker {
                 settings.token_lifetime,
             )
         });
+        let config_impersonation = settings.credential_config.as_ref().and_then(|config| {
+            let (url, target) = config.service_account_impersonation_url.as_ref().zip(config.impersonated_account())?;
+            Some(Impersonation {
+                target: target.to_string(),
+                delegates: Vec::new(),
+                lifetime: config.lifetime().unwrap_or(settings.token_lifetime),
+                url: url.clone(),
+            })
+        });
         // Tokens shorter than an hour are refreshed proportionally earlier.
-        let lifetime = match (&impersonation, &settings.credential_config) {
-            (Some(i), _) => Some(i.lifetime),
-            (None, Some(c)) if c.service_account_impersonation_url.is_some() => {
-                Some(c.lifetime().unwrap_or(settings.token_lifetime))
-            }
-            _ => None,
-        };
+        let lifetime = impersonation.as_ref().or(config_impersonation.as_ref()).map(|i| i.lifetime);
         let metrics = Arc::new(Metrics::new(settings.metrics_namespace.clone(), settings.function_name.clone()));
-        let account_limits = AccountLimits {
-            metrics: metrics.clone(),
+        let limits = AccountLimits {
             policy: lifetime.map_or(settings.cache, |l| settings.cache.for_lifetime(l)),
             max_slots: settings.limits.max_slots,
-            default_scope_key: default_scope_key.clone(),
+            default_scopes: default_scopes.clone(),
             limiter: Arc::new(MintLimiter::new(settings.limits.max_mints, settings.limits.mint_rate)),
         };
         let mut accounts: Vec<Account> = Vec::new();
         if let Some(config) = &settings.credential_config {
             let aws = settings.aws.clone().ok_or(BrokerError::NoAwsCredentials)?;
-            let config_impersonation =
-                config.service_account_impersonation_url.as_ref().zip(config.impersonated_account()).map(
-                    |(url, target)| Impersonation {
-                        target: target.to_string(),
-                        delegates: Vec::new(),
-                        lifetime: config.lifetime().unwrap_or(settings.token_lifetime),
-                        url: url.clone(),
-                    },
-                );
             let federation = Federation::new(config.clone(), aws, settings.http_timeout);
-            accounts.push(Account::federated(
-                federation,
-                config_impersonation,
-                store.clone(),
-                tokens.clone(),
-                account_limits.clone(),
-            ));
+            accounts.push(Account::federated(federation, config_impersonation, iam.clone(), &limits, metrics.clone()));
         }
         for id in &settings.secret_ids {
-            let (store, tokens, limits) = (store.clone(), tokens.clone(), account_limits.clone());
-            accounts.push(Account::new(id.clone(), store, tokens, settings.secret_ttl, limits));
+            let (store, tokens) = (store.clone(), tokens.clone());
+            accounts.push(Account::rotated_key(
+                id.clone(),
+                store,
+                tokens,
+                settings.secret_ttl,
+                &limits,
+                metrics.clone(),
+            ));
         }
         // VERTEX_BROKER_IMPERSONATE applies to the default account.
         if let Some(i) = impersonation {
-            let first = accounts.remove(0).impersonating(i);
+            let first = accounts.remove(0).impersonating(i, iam);
             accounts.insert(0, first);
         }
         let accounts = accounts.into_iter().map(Arc::new).collect();
         Ok(Self {
             accounts,
-            default_scope_key,
-            scopes,
+            default_scopes,
             limits: settings.limits,
             project_id: settings.project_id.clone(),
             started: std::time::Instant::now(),
@@ -265,14 +256,9 @@ impl Broker {
         &self.accounts
     }
 
-    /// Default scopes for `/token` without `scopes=`.
-    pub fn default_scopes(&self) -> &[String] {
-        &self.scopes
-    }
-
-    /// Cache key of the default scopes (see [`crate::google::scopes::scope_key`]).
-    pub fn default_scope_key(&self) -> &str {
-        &self.default_scope_key
+    /// Scopes of `/token` without `scopes=`.
+    pub fn default_scopes(&self) -> &ScopeKey {
+        &self.default_scopes
     }
 
     /// The bounds it keeps against its neighbours.
@@ -324,7 +310,7 @@ impl Broker {
     pub async fn warm_up(&self) {
         let mut set = tokio::task::JoinSet::new();
         for a in &self.accounts {
-            let (a, key) = (a.clone(), self.default_scope_key.clone());
+            let (a, key) = (a.clone(), self.default_scopes.clone());
             set.spawn(async move {
                 if a.prepare().await {
                     let _ = a.access_token(&key).await;
@@ -357,9 +343,9 @@ impl Broker {
     /// Re-reads every account's secret now (SIGHUP), whatever SECRET_TTL says.
     pub async fn reload_all(&self) {
         let mut set = tokio::task::JoinSet::new();
-        for a in self.accounts.iter().filter(|a| a.has_secret()) {
+        for a in &self.accounts {
             let a = a.clone();
-            set.spawn(async move { a.reload(true).await.is_ok() });
+            set.spawn(async move { a.reload().await });
         }
         let loaded = set.join_all().await.into_iter().filter(|ok| *ok).count();
         tracing::info!(loaded, accounts = self.accounts.len(), "re-read the secrets (SIGHUP)");
@@ -390,8 +376,8 @@ impl Broker {
         if let Some(a) = self.accounts.iter().find(|a| a.email().as_deref() == Some(name)) {
             return Some(a.clone());
         }
-        for a in self.accounts.iter().filter(|a| a.has_secret() && a.current().is_none()) {
-            let _ = a.key(false).await;
+        for a in self.accounts.iter().filter(|a| a.email().is_none()) {
+            a.prepare().await;
         }
         self.accounts.iter().find(|a| a.email().as_deref() == Some(name)).cloned()
     }

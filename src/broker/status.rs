@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::token_cache::{SlotView, TokenCache};
 use super::Broker;
+use crate::google::scopes::{Audience, ScopeKey};
 
 /// Slots listed per cache; the rest are only counted.
 pub const LISTED_SLOTS: usize = 8;
@@ -22,21 +23,22 @@ pub fn report(broker: &Broker) -> String {
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let current = a.current();
+            let (current, secret_error) = a.key_status().unwrap_or_default();
+            let counters = a.counters();
             json!({
                 "alias": if i == 0 { Some("default") } else { None },
-                "secret_id": a.secret_id,
+                "secret_id": a.label(),
                 "email": current.as_ref().map(|c| c.key.client_email()),
                 "secret_version": current.as_ref().map(|c| c.version_id.as_str()),
-                "secret_error": a.key_error(),
-                "access_tokens": cache(a.access_cache(), now, |scopes| json!(scopes.split(' ').collect::<Vec<_>>())),
-                "id_tokens": cache(a.id_cache(), now, |audience| json!(redact_audience(audience))),
+                "secret_error": secret_error,
+                "access_tokens": cache(a.access_cache(), now, |scopes: &ScopeKey| json!(scopes)),
+                "id_tokens": cache(a.id_cache(), now, |audience: &Audience| json!(redact_audience(audience.as_str()))),
                 "counters": {
-                    "hits": a.counters.hits.load(Ordering::Relaxed),
-                    "mints": a.counters.mints.load(Ordering::Relaxed),
-                    "upstream_errors": a.counters.upstream_errors.load(Ordering::Relaxed),
-                    "key_reloads": a.counters.key_reloads.load(Ordering::Relaxed),
-                    "limited": a.counters.limited.load(Ordering::Relaxed),
+                    "hits": counters.hits.load(Ordering::Relaxed),
+                    "mints": counters.mints.load(Ordering::Relaxed),
+                    "upstream_errors": counters.upstream_errors.load(Ordering::Relaxed),
+                    "key_reloads": counters.key_reloads.load(Ordering::Relaxed),
+                    "limited": counters.limited.load(Ordering::Relaxed),
                 },
             })
         })
@@ -58,7 +60,11 @@ pub fn report(broker: &Broker) -> String {
     .to_string()
 }
 
-fn cache(cache: &TokenCache<String>, now: DateTime<Utc>, show_key: impl Fn(&str) -> Value) -> Value {
+fn cache<K: std::hash::Hash + Eq + Clone>(
+    cache: &TokenCache<K>,
+    now: DateTime<Utc>,
+    show_key: impl Fn(&K) -> Value,
+) -> Value {
     let counts = cache.counts();
     let listed: Vec<Value> = cache
         .recent(LISTED_SLOTS)

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{AwsSide, ExitCode, Failure, Printer};
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::google::scopes::scope_key;
+use crate::google::scopes::{Audience, ScopeKey};
 use crate::store::SecretStore;
 
 /// `vertex-broker token`'s arguments.
@@ -47,13 +47,13 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
         Broker::new(&aws.broker_settings(&config), aws.store.clone()).map_err(|e| Failure::usage(e.to_string()))?;
     let account = broker.accounts()[0].clone();
     let minted = match &args.audience {
-        Some(aud) => account.id_token(aud).await,
+        Some(aud) => account.id_token(&Audience::parse(aud).map_err(|e| Failure::usage(e.to_string()))?).await,
         None => {
-            let key = match &args.scopes {
-                Some(s) => scope_key(s).map_err(|e| Failure::usage(e.to_string()))?,
-                None => broker.default_scope_key().to_string(),
+            let scopes = match &args.scopes {
+                Some(s) => ScopeKey::parse(s).map_err(|e| Failure::usage(e.to_string()))?,
+                None => broker.default_scopes().clone(),
             };
-            account.access_token(&key).await
+            account.access_token(&scopes).await
         }
     }
     .map_err(|e| Failure::new(ExitCode::Google, e.to_string()))?;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::google::scopes::ScopeKey;
 use crate::text::split_list;
 
 mod allowed_models;
@@ -15,7 +16,6 @@ use vars::Vars;
 pub use vertex::{is_location, TokenEndpoints, VertexGateway};
 
 /// Default scope for access tokens.
-pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Default broker port on 127.0.0.1 (2773 belongs to AWS's secrets agent).
 pub const DEFAULT_PORT: u16 = 2775;
 /// Google's IAM API.
@@ -38,7 +38,7 @@ pub struct Config {
     /// `VERTEX_BROKER_PORT`: broker port on 127.0.0.1.
     pub port: u16,
     /// `VERTEX_BROKER_SCOPES`: default scopes (comma or space separated).
-    pub scopes: Vec<String>,
+    pub scopes: ScopeKey,
     /// `VERTEX_BROKER_SECRET_TTL`: how often the broker checks which version is AWSCURRENT.
     pub secret_ttl: Duration,
     /// `VERTEX_BROKER_IAM_ENDPOINT`: base URL of Google's IAM API.
@@ -196,9 +196,9 @@ impl Config {
             })?,
         };
         let scopes = match vars.get("VERTEX_BROKER_SCOPES") {
-            None => vec![DEFAULT_SCOPE.to_string()],
-            Some(v) => match crate::google::scopes::normalize_scopes(&v) {
-                Ok(scopes) => scopes.into_iter().map(str::to_string).collect(),
+            None => ScopeKey::cloud_platform(),
+            Some(v) => match ScopeKey::parse(&v) {
+                Ok(scopes) => scopes,
                 Err(e) => {
                     return Err(ConfigError { variable: "VERTEX_BROKER_SCOPES", value: v, expected: e.to_string() })
                 }

@@ -12,7 +12,7 @@ fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
 fn defaults() {
     let c = config(&[]).unwrap();
     assert_eq!(c.port, 2775);
-    assert_eq!(c.scopes, vec![DEFAULT_SCOPE]);
+    assert_eq!(c.scopes.as_str(), crate::google::scopes::CLOUD_PLATFORM);
     assert_eq!(c.secret_ttl, Duration::from_secs(300));
     assert_eq!(c.propagation_timeout, Duration::from_secs(120));
     assert_eq!(c.iam_endpoint, DEFAULT_IAM_ENDPOINT);
@@ -83,7 +83,7 @@ fn parses_lists_and_durations() {
     ])
     .unwrap();
     assert_eq!(c.secret_ids, vec!["a", "arn:aws:secretsmanager:x:1:secret:b"]);
-    assert_eq!(c.scopes, vec!["https://x/s1", "https://x/s2", "openid"]);
+    assert_eq!(c.scopes.to_vec(), vec!["https://x/s1", "https://x/s2", "openid"]);
     assert_eq!(c.limits.max_slots, 8);
     assert_eq!(c.limits.invoke_budget, Duration::from_millis(250));
     assert_eq!(c.secret_ttl, Duration::from_secs(90));

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use crate::broker::token_cache::CachePolicy;
 use crate::broker::{server, Broker, BrokerSettings};
-use crate::config::{RevokeMode, DEFAULT_SCOPE};
+use crate::config::RevokeMode;
 use crate::google::federation::{AwsIdentity, CredentialConfig};
 use crate::google::iam::RetryPolicy;
+use crate::google::scopes::ScopeKey;
 use crate::operator::Operator;
 use crate::rotation::{Outcome, RotationSettings};
 use crate::store::{MemoryStore, SecretStore, AWSCURRENT};
@@ -75,7 +76,7 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
     // Re-check the secret often so each rotation shows up within seconds.
     let ttl = (opts.rotate_every / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let base = BrokerSettings {
-        scopes: vec![DEFAULT_SCOPE.to_string()],
+        scopes: ScopeKey::cloud_platform(),
         secret_ttl: ttl,
         http_timeout: Duration::from_secs(5),
         cache: CachePolicy::default(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::broker::account::{explain_step, Account, Refusal, Source, Step};
+use crate::broker::account::{explain_step, Account, Origin, Refusal, Step};
 use crate::broker::token_cache::CachePolicy;
 use crate::broker::{Broker, BrokerSettings};
 use crate::google::iam_credentials::{IamCredentials, Impersonation};
@@ -20,7 +20,7 @@ use clients::clients;
 
 /// The audience of the ID token `doctor` mints to prove ID tokens work.
 pub const PROBE_AUDIENCE: &str = "https://vertex-broker.invalid/doctor";
-const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+use crate::google::scopes::{Audience, CLOUD_PLATFORM};
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -98,7 +98,7 @@ pub async fn run(settings: &BrokerSettings, store: Arc<dyn SecretStore>, around:
         chain.walk(&broker, account).await;
         if several {
             for c in &mut chain.checks {
-                c.check = format!("{} [{}]", c.check, account.secret_id);
+                c.check = format!("{} [{}]", c.check, account.label());
             }
         }
         checks.extend(chain.checks);
@@ -149,9 +149,9 @@ struct Chain<'a> {
 impl Chain<'_> {
     async fn walk(&mut self, broker: &Broker, account: &Arc<Account>) {
         let timeout = self.settings.http_timeout;
-        let caller = match account.source() {
-            Source::Key => self.key(account, timeout).await,
-            Source::Federation { federation, impersonation } => {
+        let caller = match account.origin() {
+            Origin::RotatedKey { .. } => self.key(account, timeout).await,
+            Origin::Federation { federation, impersonation } => {
                 match federation.caller_arn().await {
                     Ok(arn) => {
                         self.checks.push(Check::ok("aws identity", format!("{arn} (as Google STS will see it)")))
@@ -207,9 +207,10 @@ impl Chain<'_> {
                 Err(e) => Check::new("aws identity", Status::Warn, e, None),
             });
         }
-        let current = match account.key(false).await {
-            Ok(c) => c,
-            Err(e) => {
+        let current = match account.key().await {
+            Some(Ok(c)) => c,
+            None => return None,
+            Some(Err(e)) => {
                 self.checks.push(Check::fail(
                     "secret",
                     e.message,
@@ -260,9 +261,9 @@ impl Chain<'_> {
 
     /// The lifetime asked for and what Google granted; how early the broker renews.
     fn lifetime(&mut self, account: &Account, served: Option<&Token>) {
-        let asked = match (account.impersonation(), account.source()) {
-            (Some(i), _) | (None, Source::Federation { impersonation: Some(i), .. }) => i.lifetime,
-            _ => {
+        let asked = match account.lifetime() {
+            Some(lifetime) => lifetime,
+            None => {
                 let note = if self.settings.token_lifetime != Duration::from_secs(3600) {
                     Check::new(
                         "lifetime",
@@ -300,18 +301,15 @@ impl Chain<'_> {
     async fn minted(&mut self, broker: &Broker, account: &Arc<Account>) {
         let email = account.served_email().await.ok().flatten();
         let who = email.as_deref().unwrap_or("the federated principal");
-        self.checks.push(match account.access_token(broker.default_scope_key()).await {
-            Ok(t) => Check::ok(
-                "access token",
-                format!("{who}, scopes {} ({})", broker.default_scopes().join(" "), lives(&t)),
-            ),
+        self.checks.push(match account.access_token(broker.default_scopes()).await {
+            Ok(t) => Check::ok("access token", format!("{who}, scopes {} ({})", broker.default_scopes(), lives(&t))),
             Err(e) => Check::fail(
                 "access token",
                 e.to_string(),
                 "fix the first failed step above; the broker answers clients 503 with this reason",
             ),
         });
-        self.checks.push(match account.id_token(PROBE_AUDIENCE).await {
+        self.checks.push(match account.id_token(&Audience::parse(PROBE_AUDIENCE).expect("a valid audience")).await {
             Ok(t) => Check::ok("id token", format!("{who}, audience {PROBE_AUDIENCE} ({})", lives(&t))),
             Err(e) if email.is_none() => Check::new("id token", Status::Warn, e.to_string(), None),
             Err(e) => Check::fail("id token", e.to_string(), "fix the first failed step above"),

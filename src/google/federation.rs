@@ -17,7 +17,7 @@ use super::Secret;
 const AWS_SUBJECT: &str = "urn:ietf:params:aws:token-type:aws4_request";
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+use super::scopes::CLOUD_PLATFORM;
 
 /// A Google `external_account` credential configuration for AWS, as
 /// `gcloud iam workload-identity-pools create-cred-config --aws` writes it.

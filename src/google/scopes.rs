@@ -21,8 +21,8 @@ pub enum InputError {
     NoScopes,
     /// A scope that is not Google's.
     #[error(
-        "scope {0} is not a Google scope: use https:// URLs such as \
-         https://www.googleapis.com/auth/cloud-platform, or openid, email, profile"
+        "scope {0} is not a Google scope: use https:// URLs such as {CLOUD_PLATFORM}, \
+         or openid, email, profile"
     )]
     BadScope(String),
     /// More scopes than the broker serves in one set.
@@ -39,11 +39,54 @@ pub enum InputError {
     BadAudience(String),
 }
 
-/// The cache key of a scope list as clients send it (comma and/or space separated, already
-/// URL-decoded): validated, sorted and deduplicated, joined by single spaces, so that equal sets
-/// share one cache slot.
-pub fn scope_key(raw: &str) -> Result<String, InputError> {
-    Ok(normalize_scopes(raw)?.join(" "))
+/// The cloud-platform scope: Vertex's, the default set, and what a caller token for
+/// impersonation or a federated token carries.
+pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// A scope set as a token slot's key: validated, sorted and deduplicated scopes joined by
+/// single spaces, so that equal sets share one cache slot and one mint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopeKey(String);
+
+impl ScopeKey {
+    /// The key of a scope list as clients send it (comma and/or space separated, already
+    /// URL-decoded).
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        Ok(Self(normalize_scopes(raw)?.join(" ")))
+    }
+
+    /// The cloud-platform scope alone.
+    pub fn cloud_platform() -> Self {
+        Self(CLOUD_PLATFORM.to_string())
+    }
+
+    /// The scopes, space separated.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The scopes one by one, sorted.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.0.split(' ')
+    }
+
+    /// The scopes as Google's token calls take them.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.scopes().map(str::to_string).collect()
+    }
+}
+
+/// As a JSON list of scopes, as the metadata server lists them.
+impl serde::Serialize for ScopeKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.scopes())
+    }
+}
+
+impl std::fmt::Display for ScopeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The scopes of `raw`, validated, sorted and deduplicated.
@@ -75,9 +118,26 @@ pub fn valid_scope(scope: &str) -> bool {
         && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+;=%".contains(&b))
 }
 
+/// An ID token's audience as a token slot's key: present, bounded, text without control
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Audience(String);
+
+impl Audience {
+    /// The audience `raw` (already URL-decoded), checked.
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        check_audience(raw).map(|a| Self(a.to_string()))
+    }
+
+    /// The audience as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Checks an ID-token audience: present, bounded, text without control characters. (Lossy
 /// URL-decoding turns bytes that are not UTF-8, such as `%ff`, into U+FFFD: refused too.)
-pub fn check_audience(audience: &str) -> Result<&str, InputError> {
+fn check_audience(audience: &str) -> Result<&str, InputError> {
     if audience.is_empty() {
         return Err(InputError::NoAudience);
     }
@@ -94,7 +154,11 @@ pub fn check_audience(audience: &str) -> Result<&str, InputError> {
 mod tests {
     use super::*;
 
-    const CLOUD: &str = "https://www.googleapis.com/auth/cloud-platform";
+    const CLOUD: &str = CLOUD_PLATFORM;
+
+    fn scope_key(raw: &str) -> Result<String, InputError> {
+        ScopeKey::parse(raw).map(|k| k.0)
+    }
 
     #[test]
     fn equal_sets_share_a_key() {

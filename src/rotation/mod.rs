@@ -37,8 +37,9 @@ use std::time::Duration;
 use backon::Retryable;
 use tokio::time::Instant;
 
-use crate::config::{Config, RevokeMode, DEFAULT_SCOPE};
+use crate::config::{Config, RevokeMode};
 use crate::google::iam::{IamClient, RetryPolicy};
+use crate::google::scopes::CLOUD_PLATFORM;
 use crate::google::token::{TokenClient, TokenError};
 use crate::key::ServiceAccountKey;
 use crate::store::{SecretDescription, SecretStore, AWSCURRENT, AWSPENDING};
@@ -200,7 +201,7 @@ impl Rotation {
 
     /// An IAM client whose calls `caller` authenticates.
     pub async fn iam_client_as(&self, caller: &ServiceAccountKey) -> Result<IamClient, RotationError> {
-        let scopes = [DEFAULT_SCOPE.to_string()];
+        let scopes = [CLOUD_PLATFORM.to_string()];
         let bearer = (|| self.tokens.access_token(caller, &scopes))
             .retry(self.settings.retry.backoff())
             .when(TokenError::is_transient)

@@ -7,8 +7,8 @@ use backon::BackoffBuilder;
 use tokio::time::Instant;
 
 use super::{Outcome, Rotation, RotationError, DEADLINE_MARGIN, MAX_KEYS};
-use crate::config::DEFAULT_SCOPE;
 use crate::google::iam::RetryPolicy;
+use crate::google::scopes::CLOUD_PLATFORM;
 use crate::store::{SecretDescription, AWSCURRENT, AWSPENDING};
 
 impl Rotation {
@@ -101,7 +101,7 @@ impl Rotation {
             max_retries: usize::MAX,
         };
         let mut delays = propagation.backoff().build();
-        let scopes = [DEFAULT_SCOPE.to_string()];
+        let scopes = [CLOUD_PLATFORM.to_string()];
         let mut attempts = 0;
         loop {
             attempts += 1;

@@ -55,7 +55,8 @@ use self::route::VertexCall;
 use self::upstream::Upstream;
 use super::guard;
 use super::Broker;
-use crate::config::{VertexGateway, DEFAULT_SCOPE};
+use crate::config::VertexGateway;
+use crate::google::scopes::ScopeKey;
 
 /// The answer's body: the gateway's own (errors) or Vertex's, streamed.
 pub type ResponseBody = Either<Full<Bytes>, Download>;
@@ -76,7 +77,7 @@ pub struct Gateway {
     settings: VertexGateway,
     upstream: Upstream,
     held: Budget,
-    scope_key: String,
+    scopes: ScopeKey,
     caller_token: GatewayToken,
     request_ids: RequestIds,
     /// The last token sent: its `Authorization` value and searcher, reused while it lasts.
@@ -90,7 +91,7 @@ impl Gateway {
             upstream: Upstream::new(connect_timeout, settings.proxies.clone()),
             settings,
             held: Budget::new(HELD_BUDGET),
-            scope_key: DEFAULT_SCOPE.to_string(),
+            scopes: ScopeKey::cloud_platform(),
             caller_token: GatewayToken::new(),
             request_ids: RequestIds::new(),
             last_sent: Mutex::new(None),
@@ -235,7 +236,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         report.model = call.model_label();
         Outgoing::Held(held)
     };
-    let token = match account.access_token(&gateway.scope_key).await {
+    let token = match account.access_token(&gateway.scopes).await {
         Ok(t) => t,
         Err(e) => return refuse(report, no_token(e)),
     };

@@ -14,7 +14,7 @@ use super::guard;
 use super::token_cache::{NoToken, Unavailable};
 use super::Broker;
 use crate::config::TokenEndpoints;
-use crate::google::scopes::{check_audience, scope_key, InputError};
+use crate::google::scopes::{Audience, InputError, ScopeKey};
 
 const V1: &str = "/computeMetadata/v1";
 /// `expires_in` of the gateway token: an hour, like Google's; it is valid as long as the broker runs.
@@ -129,10 +129,10 @@ pub enum Leaf {
     Aliases,
     /// `scopes`, one per line.
     Scopes,
-    /// An access token; `None` means the default scopes, else the scope set's cache key.
-    Token(Option<String>),
+    /// An access token; `None` means the default scopes.
+    Token(Option<ScopeKey>),
     /// An ID token for a validated audience.
-    Identity(String),
+    Identity(Audience),
 }
 
 impl<'a> Route<'a> {
@@ -162,10 +162,10 @@ impl<'a> Route<'a> {
                         "scopes" => Leaf::Scopes,
                         "token" => match params.get("scopes") {
                             None => Leaf::Token(None),
-                            Some(raw) => Leaf::Token(Some(scope_key(raw).map_err(Reply::bad_input)?)),
+                            Some(raw) => Leaf::Token(Some(ScopeKey::parse(raw).map_err(Reply::bad_input)?)),
                         },
                         "identity" => Leaf::Identity(
-                            check_audience(params.get("audience").unwrap_or("")).map_err(Reply::bad_input)?.to_string(),
+                            Audience::parse(params.get("audience").unwrap_or("")).map_err(Reply::bad_input)?,
                         ),
                         _ => return Err(not_found(path)),
                     };
@@ -219,24 +219,10 @@ async fn project_id(broker: &Broker) -> Reply {
         return Reply::text(p.to_string());
     }
     let Some(account) = broker.account("default").await else { return not_found("project-id") };
-    if account.has_secret() && account.impersonation().is_none() {
-        return match account.key(false).await {
-            Ok(k) => match k.key.project_id() {
-                Some(p) => Reply::text(p.to_string()),
-                None => Reply::error(404, "vertex-broker: the key names no project; set VERTEX_BROKER_PROJECT_ID"),
-            },
-            Err(e) => Reply::unavailable("service-account key", e),
-        };
-    }
-    let from_email =
-        account.email().and_then(|e| e.split_once('@')?.1.strip_suffix(".iam.gserviceaccount.com").map(str::to_string));
-    let from_pool = match account.source() {
-        super::account::Source::Federation { federation, .. } => federation.config.project_number().map(str::to_string),
-        super::account::Source::Key => None,
-    };
-    match from_email.or(from_pool) {
-        Some(p) => Reply::text(p),
-        None => Reply::error(404, "vertex-broker: no project is known; set VERTEX_BROKER_PROJECT_ID"),
+    match account.project().await {
+        Ok(Some(p)) => Reply::text(p),
+        Ok(None) => Reply::error(404, "vertex-broker: no project is known; set VERTEX_BROKER_PROJECT_ID"),
+        Err(e) => Reply::unavailable("service-account key", e),
     }
 }
 
@@ -301,7 +287,7 @@ async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
         Leaf::Listing => Reply::text("aliases\nemail\nidentity\nscopes\ntoken\n"),
         Leaf::Email => email().await.map(Reply::text).unwrap_or_else(|reply| reply),
         Leaf::Aliases => Reply::text(aliases.join("\n")),
-        Leaf::Scopes => Reply::text(broker.default_scopes().join("\n") + "\n"),
+        Leaf::Scopes => Reply::text(broker.default_scopes().scopes().collect::<Vec<_>>().join("\n") + "\n"),
         Leaf::Token(_) | Leaf::Identity(_) if broker.token_endpoints() == TokenEndpoints::Off => Reply::error(
             403,
             "vertex-broker: token endpoints are off here (VERTEX_BROKER_TOKEN_ENDPOINTS=off): function code never \
@@ -320,7 +306,7 @@ async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
         }
         Leaf::Token(scopes) => {
             broker.metrics().token_request();
-            let key = scopes.as_deref().unwrap_or(broker.default_scope_key());
+            let key = scopes.as_ref().unwrap_or(broker.default_scopes());
             match account.access_token(key).await {
                 Ok(t) => Reply::json(token_json(t.secret.expose(), (t.expires_at - Utc::now()).num_seconds().max(1))),
                 Err(e) => Reply::no_token("access token", e),

@@ -20,7 +20,6 @@ impl RunningBroker {
     /// A broker over `store` serving `secret_ids`, with the secret TTL and cache policy given.
     pub async fn start(store: Arc<dyn SecretStore>, secret_ids: &[&str], ttl: Duration, cache: CachePolicy) -> Self {
         let settings = BrokerSettings {
-            scopes: vec!["https://www.googleapis.com/auth/cloud-platform".into()],
             secret_ttl: ttl,
             http_timeout: Duration::from_secs(2),
             cache,
