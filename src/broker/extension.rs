@@ -2,13 +2,14 @@
 //! at once (so code in the function's INIT phase can already get a token), do due refreshes on
 //! every INVOKE (a frozen Lambda runs no timers), and stop within the SHUTDOWN deadline.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::signals::{Signal, Signals};
+use super::signals::Signals;
 use super::{server, Broker, BrokerError, BrokerSettings, InvokeWork};
 use crate::config::{Config, ConfigError, NotInLambda};
 use crate::store::SecretsManagerStore;
@@ -79,94 +80,46 @@ pub async fn run() -> Result<(), ExtensionError> {
     // Listener first: the function's init code may call it as soon as it starts.
     let port = config.as_ref().map(|c| c.port).unwrap_or(crate::config::DEFAULT_PORT);
     let listener = server::bind(port).await;
-
-    // SHUTDOWN sets how long to drain; both the listener and the event loop watch it.
-    let (stop, stopped) = watch::channel(None::<Duration>);
     let limits = config.as_ref().map(|c| c.limits).unwrap_or_default();
-    let (drain_timeout, invoke_budget) = (limits.drain_timeout, limits.invoke_budget);
-    let stop = Arc::new(stop);
-    let on_event = {
-        let stop = stop.clone();
-        let broker: Arc<std::sync::OnceLock<Arc<Broker>>> = Arc::new(std::sync::OnceLock::new());
-        (broker.clone(), move |event: LambdaEvent| {
-            let (stop, broker) = (stop.clone(), broker.clone());
+    let (events, stopped) = Events::new(limits.drain_timeout, limits.invoke_budget);
+    let handler = {
+        let events = events.clone();
+        move |event: LambdaEvent| {
+            let events = events.clone();
             async move {
-                match event.next {
-                    NextEvent::Invoke(invoke) => {
-                        if let Some(b) = broker.get() {
-                            b.begin_invocation(&invoke.request_id, invoke.deadline_ms);
-                            // The previous invocations' metrics, before Lambda may freeze us.
-                            b.metrics().flush();
-                            if b.on_invoke(invoke_budget).await == InvokeWork::Continuing {
-                                tracing::debug!(budget = ?invoke_budget, "renewals go on in the background");
-                            }
-                        }
-                    }
-                    NextEvent::Shutdown(e) => {
-                        // Lambda allows external extensions 2 s in all; keep a margin to exit.
-                        let left = Duration::from_millis(e.deadline_ms)
-                            .saturating_sub(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
-                        let drain = drain_timeout.min(left.saturating_sub(EXIT_MARGIN)).min(MAX_SHUTDOWN_DRAIN);
-                        tracing::info!(reason = %e.shutdown_reason, ?drain, "shutting down");
-                        let _ = stop.send(Some(drain));
-                    }
-                }
+                events.handle(event).await;
                 Ok::<(), BoxError>(())
             }
-        })
+        }
     };
-    let (broker_cell, handler) = on_event;
     let registered = Extension::new()
         .with_events(&["INVOKE", "SHUTDOWN"])
         .with_events_processor(service_fn(handler))
         .register()
         .await
         .map_err(ExtensionError::Api)?;
-
-    let started = async {
-        let config = config?;
-        let listener = listener.map_err(|source| StartError::Listen { port, source })?;
-        let store = Arc::new(SecretsManagerStore::from_lambda_env().ok_or(StartError::NoAwsEnvironment)?);
-        let mut settings = BrokerSettings::from(&config);
-        settings.aws = crate::google::federation::AwsIdentity::from_lambda_env();
-        let broker = Broker::new(&settings, store)?;
-        Ok::<_, StartError>((Arc::new(broker), listener))
-    }
-    .await;
-    let (broker, listener) = match started {
-        Ok(parts) => parts,
+    let (broker, listener) = match start(config, listener, port).await {
+        Ok(started) => started,
         Err(e) => {
             tracing::error!(error = %e, "vertex-broker cannot start");
             report_init_error(&registered.extension_id, e.error_type(), &e.to_string()).await;
             return Err(e.into());
         }
     };
-    let _ = broker_cell.set(broker.clone());
+    let _ = events.broker.set(broker.clone());
     tokio::spawn({
         let broker = broker.clone();
         async move { broker.warm_up().await }
     });
     // As in `serve`: SIGHUP re-reads the secrets, SIGTERM/SIGINT drain and stop (Lambda itself
     // stops extensions with SHUTDOWN).
-    if let Ok(mut signals) = Signals::install() {
-        let (broker, stop) = (broker.clone(), stop.clone());
+    if let Ok(signals) = Signals::install() {
+        let (broker, events) = (broker.clone(), events.clone());
         tokio::spawn(async move {
-            loop {
-                match signals.next().await {
-                    Signal::Reload => broker.reload_all().await,
-                    Signal::Stop => {
-                        let _ = stop.send(Some(drain_timeout.min(MAX_SHUTDOWN_DRAIN)));
-                    }
-                }
-            }
+            signals.until_stop(broker).await;
+            events.stop(limits.drain_timeout);
         });
     }
-    let until_shutdown = |mut rx: watch::Receiver<Option<Duration>>| async move {
-        match rx.wait_for(Option::is_some).await {
-            Ok(drain) => drain.unwrap_or_default(),
-            Err(_) => Duration::ZERO,
-        }
-    };
     let serving = tokio::spawn(server::serve(broker.clone(), listener, until_shutdown(stopped.clone())));
     tokio::select! {
         r = registered.run() => r.map_err(ExtensionError::Api)?,
@@ -176,6 +129,73 @@ pub async fn run() -> Result<(), ExtensionError> {
     let _ = serving.await;
     broker.metrics().flush();
     Ok(())
+}
+
+/// The broker, from the configuration read and the port bound before registering.
+async fn start(
+    config: Result<Config, ConfigError>,
+    listener: std::io::Result<TcpListener>,
+    port: u16,
+) -> Result<(Arc<Broker>, TcpListener), StartError> {
+    let config = config?;
+    let listener = listener.map_err(|source| StartError::Listen { port, source })?;
+    let store = Arc::new(SecretsManagerStore::from_lambda_env().ok_or(StartError::NoAwsEnvironment)?);
+    let mut settings = BrokerSettings::from(&config);
+    settings.aws = crate::google::federation::AwsIdentity::from_lambda_env();
+    Ok((Arc::new(Broker::new(&settings, store)?), listener))
+}
+
+/// What the Extensions API's events do: INVOKE starts the work due, SHUTDOWN sets how long to
+/// drain (the listener and the event loop both watch it).
+struct Events {
+    /// Set once the broker has started; INVOKEs before that have nothing to do.
+    broker: OnceLock<Arc<Broker>>,
+    stop: watch::Sender<Option<Duration>>,
+    drain_timeout: Duration,
+    invoke_budget: Duration,
+}
+
+impl Events {
+    fn new(drain_timeout: Duration, invoke_budget: Duration) -> (Arc<Self>, watch::Receiver<Option<Duration>>) {
+        let (stop, stopped) = watch::channel(None);
+        (Arc::new(Self { broker: OnceLock::new(), stop, drain_timeout, invoke_budget }), stopped)
+    }
+
+    async fn handle(&self, event: LambdaEvent) {
+        match event.next {
+            NextEvent::Invoke(invoke) => {
+                let Some(b) = self.broker.get() else { return };
+                b.begin_invocation(&invoke.request_id, invoke.deadline_ms);
+                // The previous invocations' metrics, before Lambda may freeze us.
+                b.metrics().flush();
+                if b.on_invoke(self.invoke_budget).await == InvokeWork::Continuing {
+                    tracing::debug!(budget = ?self.invoke_budget, "renewals go on in the background");
+                }
+            }
+            NextEvent::Shutdown(e) => {
+                // Lambda allows external extensions 2 s in all; keep a margin to exit.
+                let left = Duration::from_millis(e.deadline_ms)
+                    .saturating_sub(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
+                tracing::info!(reason = %e.shutdown_reason, "shutting down");
+                self.stop(self.drain_timeout.min(left.saturating_sub(EXIT_MARGIN)));
+            }
+        }
+    }
+
+    /// Stops serving, draining for at most `drain` (and never past [`MAX_SHUTDOWN_DRAIN`]).
+    fn stop(&self, drain: Duration) {
+        let drain = drain.min(MAX_SHUTDOWN_DRAIN);
+        tracing::info!(?drain, "draining");
+        let _ = self.stop.send(Some(drain));
+    }
+}
+
+/// Resolves with the drain time once a stop is asked for.
+async fn until_shutdown(mut stopped: watch::Receiver<Option<Duration>>) -> Duration {
+    match stopped.wait_for(Option::is_some).await {
+        Ok(drain) => drain.unwrap_or_default(),
+        Err(_) => Duration::ZERO,
+    }
 }
 
 async fn report_init_error(extension_id: &str, kind: &str, message: &str) {

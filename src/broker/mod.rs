@@ -28,7 +28,7 @@ pub mod metadata;
 pub(crate) mod metrics;
 pub(crate) mod mint_limit;
 pub mod server;
-pub(crate) mod signals;
+pub mod signals;
 pub mod status;
 pub mod token_cache;
 pub(crate) mod write_timeout;
@@ -349,23 +349,6 @@ impl Broker {
         }
         let loaded = set.join_all().await.into_iter().filter(|ok| *ok).count();
         tracing::info!(loaded, accounts = self.accounts.len(), "re-read the secrets (SIGHUP)");
-    }
-
-    /// Serves until a stop signal, re-reading the secrets on SIGHUP; resolves with how long to
-    /// drain (the limits' drain timeout), for [`server::serve`].
-    pub async fn until_stopped(self: std::sync::Arc<Self>, mut signals: signals::Signals) -> Duration {
-        loop {
-            match signals.next().await {
-                signals::Signal::Reload => {
-                    let me = self.clone();
-                    tokio::spawn(async move { me.reload_all().await });
-                }
-                signals::Signal::Stop => {
-                    tracing::info!(drain = ?self.limits.drain_timeout, "stopping");
-                    return self.limits.drain_timeout;
-                }
-            }
-        }
     }
 
     /// `default`, or an account by its email (loading keys first if needed).

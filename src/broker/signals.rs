@@ -2,7 +2,12 @@
 //! flight), SIGHUP re-reads every secret now and changes nothing else, as daemons under systemd
 //! or on EC2 are expected to behave.
 
+use std::sync::Arc;
+
 use tokio::signal::unix::{signal, Signal as Stream, SignalKind};
+use tokio::task::JoinHandle;
+
+use super::Broker;
 
 /// What a signal asks of the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +27,7 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// Installs the handlers for SIGTERM, SIGINT and SIGHUP.
     pub fn install() -> std::io::Result<Self> {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
@@ -30,8 +36,26 @@ impl Signals {
         })
     }
 
+    /// The one signal loop of every process serving a broker (the extension, `serve`, `dev`):
+    /// SIGHUP re-reads every account's source in the background, one re-read at a time (a
+    /// SIGHUP during one is folded into it); resolves at SIGTERM or SIGINT, without waiting for
+    /// a re-read, and the caller drains.
+    pub async fn until_stop(mut self, broker: Arc<Broker>) {
+        let mut rereading: Option<JoinHandle<()>> = None;
+        loop {
+            match self.next().await {
+                Signal::Reload if rereading.as_ref().is_none_or(JoinHandle::is_finished) => {
+                    let broker = broker.clone();
+                    rereading = Some(tokio::spawn(async move { broker.reload_all().await }));
+                }
+                Signal::Reload => tracing::info!("SIGHUP: a re-read is already running"),
+                Signal::Stop => return,
+            }
+        }
+    }
+
     /// The next signal.
-    pub async fn next(&mut self) -> Signal {
+    async fn next(&mut self) -> Signal {
         tokio::select! {
             _ = self.term.recv() => Signal::Stop,
             _ = self.int.recv() => Signal::Stop,

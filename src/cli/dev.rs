@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Failure, Printer};
-use crate::broker::signals::{Signal, Signals};
+use crate::broker::signals::Signals;
 use crate::dev::DevOptions;
 
 /// Shortest accepted `--rotate-every`: each rotation mints a key and revokes an aged-out one,
@@ -46,17 +46,9 @@ pub async fn run(args: Args, out: Printer) -> Result<(), Failure> {
         ));
     }
     let opts = DevOptions { port: args.port, rotate_every: args.rotate_every, keyless: args.keyless };
-    crate::dev::run(opts, shutdown_signal()?, |line| out.progress(line))
-        .await
-        .map_err(|e| Failure::failed(e.to_string()))
-}
-
-/// Installs the signal handlers now (before the port opens, so a signal that arrives early
-/// still stops cleanly) and resolves at SIGTERM or SIGINT; SIGHUP changes nothing here.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
-    let mut signals =
-        Signals::install().map_err(|e| Failure::failed(format!("cannot install signal handlers: {e}")))?;
-    Ok(async move { while signals.next().await != Signal::Stop {} })
+    // Installed before the port opens, so a signal that arrives early still stops cleanly.
+    let signals = Signals::install().map_err(|e| Failure::failed(format!("cannot install signal handlers: {e}")))?;
+    crate::dev::run(opts, signals, |line| out.progress(line)).await.map_err(|e| Failure::failed(e.to_string()))
 }
 
 #[cfg(test)]

@@ -58,7 +58,13 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
         async move { broker.warm_up().await }
     });
     let flushing = tokio::spawn(broker.metrics().clone().flush_every(METRICS_PERIOD));
-    server::serve(broker.clone(), listener, broker.clone().until_stopped(signals)).await;
+    let drain = broker.limits().drain_timeout;
+    let stopped = async {
+        signals.until_stop(broker.clone()).await;
+        tracing::info!(?drain, "stopping");
+        drain
+    };
+    server::serve(broker.clone(), listener, stopped).await;
     flushing.abort();
     broker.metrics().flush();
     tracing::info!("vertex-broker stopped");

@@ -6,10 +6,10 @@
 
 mod secrets_api;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::broker::signals::Signals;
 use crate::broker::token_cache::CachePolicy;
 use crate::broker::{server, Broker, BrokerSettings};
 use crate::config::RevokeMode;
@@ -65,8 +65,9 @@ pub enum DevError {
     },
 }
 
-/// Runs the sandbox until `shutdown` resolves. `say` receives each line meant for the user.
-pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl Fn(String)) -> Result<(), DevError> {
+/// Runs the sandbox until SIGTERM or SIGINT (SIGHUP re-reads the sandbox's secret, as in
+/// `serve`). `say` receives each line meant for the user.
+pub async fn run(opts: DevOptions, signals: Signals, say: impl Fn(String)) -> Result<(), DevError> {
     let google = google_emulator::Emulator::start().await.map_err(DevError::Emulator)?;
     let store = Arc::new(MemoryStore::new());
     let listener = server::bind(opts.port).await.map_err(|source| DevError::Listen { port: opts.port, source })?;
@@ -125,6 +126,7 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()>, say: impl
     let broker = Arc::new(Broker::new(&settings, store.clone()).expect("the sandbox's source is configured"));
     broker.warm_up().await;
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = signals.until_stop(broker.clone());
     let serving = tokio::spawn(server::serve(broker, listener, async {
         let _ = server_stopped.await;
         Duration::from_secs(1)
