@@ -58,13 +58,13 @@ async fn main() -> std::process::ExitCode {
     };
     // `dev` speaks in one readable line per rotation and `doctor` reports every failure in its
     // checks: their engines log only when VERTEX_BROKER_LOG asks.
-    let chosen = std::env::var_os("VERTEX_BROKER_LOG").is_some();
-    let filter = match cli.command {
-        Command::Dev(_) if !chosen => "warn",
-        Command::Doctor(_) if !chosen => "error",
-        _ => config.log.as_str(),
+    let filter = match (&cli.command, config.log.as_deref()) {
+        (_, Some(chosen)) => chosen,
+        (Command::Dev(_), None) => "warn",
+        (Command::Doctor(_), None) => "error",
+        (_, None) => "info",
     };
-    vertex_broker::telemetry::init(filter, std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some());
+    vertex_broker::telemetry::init(filter, config.function_name.is_some());
     let result = match cli.command {
         Command::Rotate(args) => cli::rotate::run(args, &config, out).await,
         Command::Status(args) => cli::status::run(args, &config, out).await,

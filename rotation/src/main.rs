@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
         eprintln!("{{\"level\":\"ERROR\",\"message\":\"configuration: {e}\"}}");
         e
     })?;
-    telemetry::init(&config.log, true);
+    telemetry::init(config.log.as_deref().unwrap_or("info"), true);
     let store = Arc::new(SecretsManagerStore::from_env().await);
     let rotation = Arc::new(Rotation::new(store, RotationSettings::from(&config)));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RotationEvent>| {

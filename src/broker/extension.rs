@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::signals::Signals;
 use super::{server, Broker, BrokerError, BrokerSettings, InvokeWork};
-use crate::config::{Config, ConfigError, NotInLambda};
+use crate::config::{Config, ConfigError, LambdaCredentials, NotInLambda};
 use crate::store::SecretsManagerStore;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -76,7 +76,7 @@ pub async fn run() -> Result<(), ExtensionError> {
         "to run the broker anywhere else use `vertex-broker serve`",
     )?;
     let config = Config::from_env();
-    crate::telemetry::init(config.as_ref().map(|c| c.log.as_str()).unwrap_or("info"), true);
+    crate::telemetry::init(config.as_ref().ok().and_then(|c| c.log.as_deref()).unwrap_or("info"), true);
     // Listener first: the function's init code may call it as soon as it starts.
     let port = config.as_ref().map(|c| c.port).unwrap_or(crate::config::DEFAULT_PORT);
     let listener = server::bind(port).await;
@@ -139,9 +139,10 @@ async fn start(
 ) -> Result<(Arc<Broker>, TcpListener), StartError> {
     let config = config?;
     let listener = listener.map_err(|source| StartError::Listen { port, source })?;
-    let store = Arc::new(SecretsManagerStore::from_lambda_env().ok_or(StartError::NoAwsEnvironment)?);
+    let credentials = LambdaCredentials::from_env().ok_or(StartError::NoAwsEnvironment)?;
+    let store = Arc::new(SecretsManagerStore::from_lambda(&credentials));
     let mut settings = BrokerSettings::from(&config);
-    settings.aws = crate::google::federation::AwsIdentity::from_lambda_env();
+    settings.aws = Some(crate::google::federation::AwsIdentity::from_lambda(&credentials));
     Ok((Arc::new(Broker::new(&settings, store)?), listener))
 }
 

@@ -104,8 +104,7 @@ impl BrokerSettings {
 impl From<&Config> for BrokerSettings {
     fn from(c: &Config) -> Self {
         Self {
-            // Config validated it.
-            credential_config: c.credential_config.as_deref().and_then(|v| CredentialConfig::load(v).ok()),
+            credential_config: c.credential_config.clone(),
             aws: None,
             impersonate: c.impersonate.clone(),
             delegates: c.delegates.clone(),
@@ -116,10 +115,7 @@ impl From<&Config> for BrokerSettings {
             token_endpoints: c.token_endpoints,
             metrics_namespace: c.metrics_namespace.clone(),
             audit: c.audit,
-            function_name: std::env::var("AWS_LAMBDA_FUNCTION_NAME")
-                .ok()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "vertex-broker".to_string()),
+            function_name: c.function_name.clone().unwrap_or_else(|| "vertex-broker".to_string()),
             secret_ids: c.secret_ids.clone(),
             scopes: c.scopes.clone(),
             secret_ttl: c.secret_ttl,
@@ -133,13 +129,9 @@ impl From<&Config> for BrokerSettings {
 /// The broker's configuration cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error(
-        "neither VERTEX_BROKER_SECRET_ID nor VERTEX_BROKER_CREDENTIAL_CONFIG is set: set the first to the id \
-         or ARN of the Secrets Manager secret that holds the Google service-account key (several, comma \
-         separated), or the second to a workload identity federation configuration (no key)"
-    )]
     /// No secret and no federation configuration.
-    NoSecret,
+    #[error(transparent)]
+    NoSource(#[from] crate::config::NoSource),
     #[error(
         "VERTEX_BROKER_CREDENTIAL_CONFIG needs AWS credentials and a region to sign with: \
          AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION (Lambda sets them), or a profile, \
@@ -179,9 +171,7 @@ pub struct Broker {
 impl Broker {
     /// The broker for `settings`, reading keys from `store`; fails on settings that cannot work.
     pub fn new(settings: &BrokerSettings, store: Arc<dyn SecretStore>) -> Result<Self, BrokerError> {
-        if settings.secret_ids.is_empty() && settings.credential_config.is_none() {
-            return Err(BrokerError::NoSecret);
-        }
+        crate::config::check_source(&settings.secret_ids, settings.credential_config.as_ref())?;
         let default_scopes = settings.scopes.clone();
         // One token client, one IAM Credentials client and one mint limiter for every account:
         // TLS roots load once, connections are shared, and Google quota is bounded for the

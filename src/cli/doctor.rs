@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{AwsSide, Failure, Printer};
-use crate::config::Config;
+use crate::config::{aws_endpoint, Config, MetadataPointers};
 use crate::doctor::{passed, Check, Status, Surroundings};
 use crate::text::split_list;
 
@@ -25,13 +25,12 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
     }
     let aws = AwsSide::load().await;
     let settings = aws.broker_settings(&config);
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let sts = var("AWS_ENDPOINT_URL_STS")
-        .or_else(|| var("AWS_ENDPOINT_URL"))
+    let sts = aws_endpoint("AWS_ENDPOINT_URL_STS")
         .or_else(|| settings.aws.as_ref().map(|a| format!("https://sts.{}.amazonaws.com", a.region)));
+    let pointers = MetadataPointers::from_env();
     let around = Surroundings {
-        gce_metadata_host: var("GCE_METADATA_HOST"),
-        gce_metadata_ip: var("GCE_METADATA_IP"),
+        gce_metadata_host: pointers.host,
+        gce_metadata_ip: pointers.ip,
         port: config.port,
         sts_url: sts.map(|base| format!("{}/?Action=GetCallerIdentity&Version=2011-06-15", base.trim_end_matches('/'))),
     };

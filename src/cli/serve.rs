@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::{AwsSide, Failure, Printer};
 use crate::broker::signals::Signals;
-use crate::broker::{server, Broker, BrokerError};
-use crate::config::Config;
+use crate::broker::{server, Broker};
+use crate::config::{check_source, Config};
 use crate::text::split_list;
 
 /// How often `serve` writes its metrics (and once more when it stops).
@@ -36,9 +36,7 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
     if let Some(s) = args.secret {
         config.secret_ids = split_list(&s);
     }
-    if config.secret_ids.is_empty() && config.credential_config.is_none() {
-        return Err(Failure::usage(BrokerError::NoSecret.to_string()));
-    }
+    check_source(&config.secret_ids, config.credential_config.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
     let signals = Signals::install().map_err(|e| Failure::failed(format!("cannot install signal handlers: {e}")))?;
     // Listen first: clients can connect while the AWS configuration loads.
     let listener = server::bind(config.port).await.map_err(|e| {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{AwsSide, ExitCode, Failure, Printer};
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{check_source, Config};
 use crate::google::scopes::{Audience, ScopeKey};
 use crate::store::SecretStore;
 
@@ -33,11 +33,8 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
         config.secret_ids = vec![s];
         config.credential_config = None;
     }
-    if config.secret_ids.is_empty() && config.credential_config.is_none() {
-        return Err(Failure::usage(
-            "no token source: pass --secret SECRET, or set VERTEX_BROKER_SECRET_ID or VERTEX_BROKER_CREDENTIAL_CONFIG",
-        ));
-    }
+    check_source(&config.secret_ids, config.credential_config.as_ref())
+        .map_err(|e| Failure::usage(format!("{e}; or pass --secret SECRET")))?;
     let aws = AwsSide::load().await;
     if config.credential_config.is_none() {
         // Classifies a missing secret (exit 3) apart from other AWS errors (exit 4).

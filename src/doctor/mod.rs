@@ -11,8 +11,9 @@ use serde::Serialize;
 use crate::broker::account::{explain_step, Account, Origin, Refusal, Step};
 use crate::broker::token_cache::CachePolicy;
 use crate::broker::{Broker, BrokerSettings};
+use crate::config::NoSource;
 use crate::google::iam_credentials::{IamCredentials, Impersonation};
-use crate::google::token::{Token, TokenClient};
+use crate::google::token::{Token, TokenClient, DEFAULT_LIFETIME};
 use crate::store::SecretStore;
 
 mod clients;
@@ -122,20 +123,22 @@ fn source(settings: &BrokerSettings) -> Check {
             let config_target = c
                 .impersonated_account()
                 .map(|t| format!(", impersonating {t} (the configuration's service_account_impersonation_url)"))
-                .unwrap_or_else(|| ", no impersonation in the configuration (tokens are the federated principal's)".into());
+                .unwrap_or_else(|| {
+                    ", no impersonation in the configuration (tokens are the federated principal's)".into()
+                });
             let more = if others.is_empty() { String::new() } else { format!("; also keys in {}", others.join(", ")) };
             Check::ok(
                 "source",
-                format!("workload identity federation from AWS: provider {}{config_target}{impersonating}{more}", c.audience),
+                format!(
+                    "workload identity federation from AWS: provider {}{config_target}{impersonating}{more}",
+                    c.audience
+                ),
             )
         }
-        (None, []) => Check::fail(
-            "source",
-            "no token source: neither VERTEX_BROKER_SECRET_ID nor VERTEX_BROKER_CREDENTIAL_CONFIG is set",
-            "set VERTEX_BROKER_SECRET_ID to the secret holding a rotated key, or VERTEX_BROKER_CREDENTIAL_CONFIG to the \
-             file `gcloud iam workload-identity-pools create-cred-config --aws` wrote",
-        ),
-        (None, ids) => Check::ok("source", format!("rotated key in Secrets Manager: {}{impersonating}", ids.join(", "))),
+        (None, []) => Check::fail("source", NoSource::WHAT, NoSource::FIX),
+        (None, ids) => {
+            Check::ok("source", format!("rotated key in Secrets Manager: {}{impersonating}", ids.join(", ")))
+        }
     }
 }
 
@@ -264,7 +267,7 @@ impl Chain<'_> {
         let asked = match account.lifetime() {
             Some(lifetime) => lifetime,
             None => {
-                let note = if self.settings.token_lifetime != Duration::from_secs(3600) {
+                let note = if self.settings.token_lifetime != DEFAULT_LIFETIME {
                     Check::new(
                         "lifetime",
                         Status::Warn,

@@ -21,7 +21,7 @@ use super::scopes::CLOUD_PLATFORM;
 
 /// A Google `external_account` credential configuration for AWS, as
 /// `gcloud iam workload-identity-pools create-cred-config --aws` writes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CredentialConfig {
     /// The workload identity pool provider's full resource name.
     pub audience: String,
@@ -39,14 +39,14 @@ pub struct CredentialConfig {
 }
 
 /// `service_account_impersonation` of a configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ImpersonationOptions {
     /// Seconds; Google's default is an hour.
     pub token_lifetime_seconds: Option<u64>,
 }
 
 /// `credential_source` of an AWS configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CredentialSource {
     /// `aws1`.
     pub environment_id: String,
@@ -145,13 +145,10 @@ pub struct AwsIdentity {
 }
 
 impl AwsIdentity {
-    /// What Lambda puts in every function's (and extension's) environment: the execution role's
-    /// keys and session token, and AWS_REGION. None when a variable is missing.
-    pub fn from_lambda_env() -> Option<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let (key, secret) = (var("AWS_ACCESS_KEY_ID")?, var("AWS_SECRET_ACCESS_KEY")?);
-        let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"))?;
-        Some(Self::fixed(&key, &secret, var("AWS_SESSION_TOKEN").as_deref(), &region))
+    /// The execution role's credentials Lambda puts in every function's (and extension's)
+    /// environment.
+    pub fn from_lambda(c: &crate::config::LambdaCredentials) -> Self {
+        Self::fixed(&c.access_key_id, &c.secret_access_key, c.session_token.as_deref(), &c.region)
     }
 
     /// Credentials that never change for their lifetime (Lambda's, a sandbox's, a test's).

@@ -13,6 +13,10 @@ use serde_json::json;
 use super::Secret;
 use crate::key::ServiceAccountKey;
 
+/// How long Google's tokens live unless a shorter or longer lifetime is asked for (and where
+/// a lifetime above it needs the org policy's extension).
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
 /// A pooled connection idle longer than this is not reused (checked when taken, so a connection
 /// left over a Lambda freeze is dropped rather than tried), well inside the time Google's front
 /// ends keep idle connections open.

@@ -36,25 +36,24 @@ impl SecretsManagerStore {
     /// A client from what Lambda puts in every function's (and extension's) environment: the
     /// execution role's keys and session token, and AWS_REGION; endpoint overrides as the SDK
     /// reads them. No provider chain (profiles, SSO, IMDS, STS) is linked or probed, which
-    /// keeps the layer binary small and its start fast. None when a variable is missing.
-    pub fn from_lambda_env() -> Option<Self> {
+    /// keeps the layer binary small and its start fast.
+    pub fn from_lambda(c: &crate::config::LambdaCredentials) -> Self {
         use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let credentials = Credentials::new(
-            var("AWS_ACCESS_KEY_ID")?,
-            var("AWS_SECRET_ACCESS_KEY")?,
-            var("AWS_SESSION_TOKEN"),
+            &c.access_key_id,
+            &c.secret_access_key,
+            c.session_token.clone(),
             None,
             "lambda-environment",
         );
         let mut config = aws_sdk_secretsmanager::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"))?))
+            .region(Region::new(c.region.clone()))
             .credentials_provider(credentials);
-        if let Some(endpoint) = var("AWS_ENDPOINT_URL_SECRETS_MANAGER").or_else(|| var("AWS_ENDPOINT_URL")) {
+        if let Some(endpoint) = crate::config::aws_endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER") {
             config = config.endpoint_url(endpoint);
         }
-        Some(Self::new(Client::from_conf(config.build())))
+        Self::new(Client::from_conf(config.build()))
     }
 
     /// The client, for the calls the store does not wrap.

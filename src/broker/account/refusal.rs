@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::google::token::TokenError;
+use crate::google::token::{TokenError, DEFAULT_LIFETIME};
 
 /// Which call of a federation or impersonation mint failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub fn explain_step(step: Step, e: &TokenError, lifetime: Option<Duration>) -> R
     match e {
         TokenError::Refused { error, description, .. } => {
             let reason = format!("{what} ({error}: {description})");
-            let long = lifetime.is_some_and(|l| l > Duration::from_secs(3600));
+            let long = lifetime.is_some_and(|l| l > DEFAULT_LIFETIME);
             let fix = if long && (error == "INVALID_ARGUMENT" || description.contains("lifetime")) {
                 "VERTEX_BROKER_TOKEN_LIFETIME above 3600s needs the account listed in the org policy \
                  constraints/iam.allowServiceAccountCredentialLifetimeExtension, or a lifetime of at most 3600s"

@@ -49,7 +49,7 @@ impl CachePolicy {
     /// The policy for tokens living `lifetime`: below an hour, refresh-ahead and minimum life
     /// shrink in proportion (a 600 s token is renewed with 100 s left, never served under 50 s).
     pub fn for_lifetime(self, lifetime: Duration) -> Self {
-        let hour = Duration::from_secs(3600);
+        let hour = crate::google::token::DEFAULT_LIFETIME;
         if lifetime >= hour {
             return self;
         }
