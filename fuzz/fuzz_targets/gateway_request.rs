@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(!passed.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "the token never passes");
 
     if let Err(refusal) = guard::check_caller(req.uri(), req.headers()) {
-        assert!(!refusal.reason.contains(['\n', '\r']), "{refusal:?}");
+        assert!(!refusal.message.contains(['\n', '\r']), "{refusal:?}");
         return;
     }
     let path = req.uri().path();

@@ -54,7 +54,7 @@ impl Activity {
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub enum NoRoom {
     /// Every one of the `max` connections is busy answering a request.
     Full { max: usize },
     /// The broker is shutting down.
@@ -80,10 +80,10 @@ impl Connections {
     }
 
     /// Admits a new connection, closing the least recently active idle one when at the cap.
-    pub fn admit(self: &Arc<Self>) -> Result<Admitted, Refused> {
+    pub fn admit(self: &Arc<Self>) -> Result<Admitted, NoRoom> {
         let mut table = self.table();
         if table.draining {
-            return Err(Refused::Draining);
+            return Err(NoRoom::Draining);
         }
         if table.open.len() >= self.max {
             let victim = table
@@ -95,7 +95,7 @@ impl Connections {
             match victim.and_then(|id| table.open.remove(&id)) {
                 // Its task sees the signal and drops the connection.
                 Some(evicted) => evicted.close.notify_one(),
-                None => return Err(Refused::Full { max: self.max }),
+                None => return Err(NoRoom::Full { max: self.max }),
             }
         }
         let id = table.next_id;
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(c.len(), 3);
         d.busy();
         e.busy();
-        assert_eq!(c.admit().err(), Some(Refused::Full { max: 3 }));
+        assert_eq!(c.admit().err(), Some(NoRoom::Full { max: 3 }));
         e.done();
         assert!(c.admit().is_ok(), "an idle connection makes room again");
         drop((a, d));
@@ -200,7 +200,7 @@ mod tests {
         let c = Connections::new(4);
         let (a, b) = (c.admit().unwrap(), c.admit().unwrap());
         c.drain();
-        assert_eq!(c.admit().err(), Some(Refused::Draining));
+        assert_eq!(c.admit().err(), Some(NoRoom::Draining));
         assert!(tokio::time::timeout(std::time::Duration::from_millis(1), a.close.notified()).await.is_ok());
         let closed = tokio::spawn({
             let c = c.clone();

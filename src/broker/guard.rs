@@ -8,7 +8,9 @@
 //! method and `Metadata-Flavor`. The first failure is the answer, in one line.
 
 use hyper::header::{HeaderMap, HOST};
-use hyper::{Method, Uri};
+use hyper::{Method, StatusCode, Uri};
+
+use super::refusal::Refusal;
 
 /// Longest request target accepted (path and query).
 pub const MAX_URI: usize = 4096;
@@ -16,32 +18,17 @@ pub const MAX_URI: usize = 4096;
 /// `Host` names the broker answers to (any port): loopback and the GCE metadata server's names.
 pub const ALLOWED_HOSTS: [&str; 5] = ["127.0.0.1", "localhost", "[::1]", "metadata.google.internal", "169.254.169.254"];
 
-/// A refused request: the status and the one-line reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The HTTP status to answer with.
-    pub status: u16,
-    /// Why, for the caller.
-    pub reason: String,
-}
-
-impl Refusal {
-    fn new(status: u16, reason: impl Into<String>) -> Self {
-        Self { status, reason: reason.into() }
-    }
-}
-
 /// Runs every check of the metadata endpoints; `Ok` means a route may answer.
 pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
     check_caller(uri, headers)?;
     if method != Method::GET {
         return Err(Refusal::new(
-            405,
-            format!("vertex-broker: method {} not allowed; use GET", crate::text::printable(method.as_str())),
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {} not allowed; use GET", crate::text::printable(method.as_str())),
         ));
     }
     if headers.get("metadata-flavor").map(|v| v.as_bytes()) != Some(b"Google") {
-        return Err(Refusal::new(403, "vertex-broker: missing request header 'Metadata-Flavor: Google'"));
+        return Err(Refusal::new(StatusCode::FORBIDDEN, "missing request header 'Metadata-Flavor: Google'"));
     }
     Ok(())
 }
@@ -51,22 +38,22 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Refu
 pub fn check_caller(uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
     if uri.scheme().is_some() || uri.authority().is_some() {
         return Err(Refusal::new(
-            400,
-            "vertex-broker: absolute-form request targets (GET http://host/path) are refused: this is not a proxy; \
+            StatusCode::BAD_REQUEST,
+            "absolute-form request targets (GET http://host/path) are refused: this is not a proxy; \
              send GET /path with a Host header",
         ));
     }
     if let Some(name) = headers.keys().map(|k| k.as_str()).find(|k| is_proxy_header(k)) {
         return Err(Refusal::new(
-            403,
-            format!("vertex-broker: requests relayed through a proxy ({name} header) are refused"),
+            StatusCode::FORBIDDEN,
+            format!("requests relayed through a proxy ({name} header) are refused"),
         ));
     }
     if let Some(name) = headers.keys().map(|k| k.as_str()).find(|k| is_browser_header(k)) {
         return Err(Refusal::new(
-            403,
+            StatusCode::FORBIDDEN,
             format!(
-                "vertex-broker: requests from a web browser ({name} header) are refused: no web page may read \
+                "requests from a web browser ({name} header) are refused: no web page may read \
                  credentials"
             ),
         ));
@@ -74,7 +61,7 @@ pub fn check_caller(uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
     check_host(headers)?;
     let target = uri.path().len() + uri.query().map_or(0, str::len);
     if target > MAX_URI {
-        return Err(Refusal::new(414, format!("vertex-broker: request target longer than {MAX_URI} bytes")));
+        return Err(Refusal::new(StatusCode::URI_TOO_LONG, format!("request target longer than {MAX_URI} bytes")));
     }
     Ok(())
 }
@@ -96,8 +83,8 @@ fn check_host(headers: &HeaderMap) -> Result<(), Refusal> {
     let mut hosts = headers.get_all(HOST).iter();
     let (Some(host), None) = (hosts.next(), hosts.next()) else {
         return Err(Refusal::new(
-            400,
-            "vertex-broker: a request needs exactly one Host header (127.0.0.1, localhost or metadata.google.internal)",
+            StatusCode::BAD_REQUEST,
+            "a request needs exactly one Host header (127.0.0.1, localhost or metadata.google.internal)",
         ));
     };
     let value = host.to_str().unwrap_or("");
@@ -105,9 +92,9 @@ fn check_host(headers: &HeaderMap) -> Result<(), Refusal> {
         return Ok(());
     }
     Err(Refusal::new(
-        403,
+        StatusCode::FORBIDDEN,
         format!(
-            "vertex-broker: Host {} is not a loopback or metadata name (DNS rebinding?); call 127.0.0.1, localhost, \
+            "Host {} is not a loopback or metadata name (DNS rebinding?); call 127.0.0.1, localhost, \
              [::1], metadata.google.internal or 169.254.169.254",
             crate::text::printable(host.to_str().unwrap_or("(not text)"))
         ),
@@ -187,10 +174,10 @@ mod tests {
             assert!(!allowed_host(host), "{host}");
             let r = request("GET", "/", &[("host", host), ("metadata-flavor", "Google")]).unwrap_err();
             assert_eq!(r.status, 403, "{host}");
-            assert!(r.reason.contains("not a loopback or metadata name"), "{host}: {}", r.reason);
+            assert!(r.message.contains("not a loopback or metadata name"), "{host}: {}", r.message);
         }
         let r = request("GET", "/", &[("metadata-flavor", "Google")]).unwrap_err();
-        assert_eq!((r.status, r.reason.contains("Host header")), (400, true), "{r:?}");
+        assert_eq!((r.status.as_u16(), r.message.contains("Host header")), (400, true), "{r:?}");
         let r = request("GET", "/", &[("host", "localhost"), ("host", "localhost"), ("metadata-flavor", "Google")])
             .unwrap_err();
         assert_eq!(r.status, 400, "two Host headers");
@@ -210,7 +197,7 @@ mod tests {
         ] {
             let r = request("GET", "/", &with(&[(name, value)])).unwrap_err();
             assert_eq!(r.status, 403, "{name}");
-            assert!(r.reason.contains(name), "{name}: {}", r.reason);
+            assert!(r.message.contains(name), "{name}: {}", r.message);
         }
     }
 
@@ -228,7 +215,7 @@ mod tests {
     fn absolute_form_method_flavor_and_length() {
         let r = request("GET", "http://evil.example/computeMetadata/v1/", &OK).unwrap_err();
         assert_eq!(r.status, 400);
-        assert!(r.reason.contains("absolute-form"));
+        assert!(r.message.contains("absolute-form"));
         assert_eq!(request("POST", "/", &OK).unwrap_err().status, 405);
         assert_eq!(request("GET", "/", &[("host", "localhost")]).unwrap_err().status, 403);
         assert_eq!(
@@ -243,6 +230,6 @@ mod tests {
     fn every_refusal_is_one_line() {
         let long = "x".repeat(500);
         let r = request("GET", "/", &[("host", long.as_str()), ("metadata-flavor", "Google")]).unwrap_err();
-        assert!(!r.reason.contains('\n') && r.reason.len() < 400, "{}", r.reason);
+        assert!(!r.message.contains('\n') && r.message.len() < 400, "{}", r.message);
     }
 }

@@ -27,6 +27,7 @@ pub(crate) mod invocation;
 pub mod metadata;
 pub(crate) mod metrics;
 pub(crate) mod mint_limit;
+pub mod refusal;
 pub mod server;
 pub mod signals;
 pub mod status;

@@ -17,15 +17,16 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::connections::{Admitted, Connections, Refused};
+use super::connections::{Admitted, Connections, NoRoom};
 use super::gateway::{self, ResponseBody};
 use super::metadata::{self, Reply};
+use super::refusal::Refusal;
 use super::write_timeout::WriteTimeout;
 use super::Broker;
 
@@ -79,7 +80,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
             Ok(admitted) => {
                 tokio::spawn(connection(http.clone(), stream, broker.clone(), admitted));
             }
-            Err(Refused::Full { max }) => {
+            Err(NoRoom::Full { max }) => {
                 // Answer 429 if few are being refused already; otherwise just close.
                 if let Ok(permit) = refusing.clone().try_acquire_owned() {
                     tokio::spawn(async move {
@@ -88,7 +89,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
                     });
                 }
             }
-            Err(Refused::Draining) => {}
+            Err(NoRoom::Draining) => {}
         }
     };
     drop(listener);
@@ -177,15 +178,14 @@ impl hyper::body::Body for UntilSent {
 /// Answers one request on a connection over the cap with 429, then closes it.
 async fn refuse(stream: TcpStream, max: usize) {
     let service = service_fn(move |_req: Request<Incoming>| async move {
-        let mut reply = Reply::error(
-            429,
+        let refusal = Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "vertex-broker: all {max} connections are busy (VERTEX_BROKER_MAX_CONNECTIONS); retry shortly, or \
-                 reuse one connection"
+                "all {max} connections are busy (VERTEX_BROKER_MAX_CONNECTIONS); retry shortly, or reuse one \
+                 connection"
             ),
         );
-        reply.retry_after = Some(1);
-        Ok::<_, Infallible>(response(reply))
+        Ok::<_, Infallible>(response(refusal.retry_after(1).into()))
     });
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(REFUSAL_TIMEOUT).max_buf_size(MAX_HEAD).keep_alive(false);
@@ -194,14 +194,14 @@ async fn refuse(stream: TcpStream, max: usize) {
 
 fn response(reply: Reply) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
-    *resp.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
     h.insert("metadata-flavor", HeaderValue::from_static("Google"));
     h.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
     if let Some(s) = reply.retry_after {
         h.insert(RETRY_AFTER, HeaderValue::from(s));
     }
-    if reply.status == 405 {
+    if reply.status == StatusCode::METHOD_NOT_ALLOWED {
         h.insert(hyper::header::ALLOW, HeaderValue::from_static("GET"));
     }
     resp

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::broker::account::{explain_step, Account, Origin, Refusal, Step};
+use crate::broker::account::{diagnose, Account, Diagnosis, GoogleCall, Origin};
 use crate::broker::token_cache::CachePolicy;
 use crate::broker::{Broker, BrokerSettings};
 use crate::config::NoSource;
@@ -61,7 +61,7 @@ impl Check {
     fn fail(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
         Self::new(check, Status::Fail, detail, Some(fix.into()))
     }
-    fn refused(check: &str, r: Refusal) -> Self {
+    fn refused(check: &str, r: Diagnosis) -> Self {
         Self::new(check, Status::Fail, r.reason, r.fix)
     }
     fn skip(check: &str, why: &str) -> Self {
@@ -177,7 +177,7 @@ impl Chain<'_> {
                         Some(t)
                     }
                     Err(e) => {
-                        self.checks.push(Check::refused("exchange", explain_step(Step::Exchange, &e, None)));
+                        self.checks.push(Check::refused("exchange", diagnose(GoogleCall::Exchange, &e, None)));
                         None
                     }
                 };
@@ -256,7 +256,7 @@ impl Chain<'_> {
                 Some(t)
             }
             Err(e) => {
-                self.checks.push(Check::refused(name, explain_step(Step::Impersonate, &e, Some(to.lifetime))));
+                self.checks.push(Check::refused(name, diagnose(GoogleCall::Impersonate, &e, Some(to.lifetime))));
                 None
             }
         }

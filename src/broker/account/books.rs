@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::refusal::{explain_step, Step};
+use super::diagnosis::{diagnose, GoogleCall};
 use super::MintError;
 use crate::broker::metrics::Metrics;
 use crate::broker::mint_limit::MintLimiter;
@@ -83,13 +83,13 @@ impl Books {
     pub fn counted(
         &self,
         result: Result<Token, TokenError>,
-        step: Step,
+        call: GoogleCall,
         lifetime: Option<Duration>,
     ) -> Result<Token, MintError> {
-        if step == Step::Exchange {
+        if call == GoogleCall::Exchange {
             self.metrics.federation_exchange();
         }
-        self.record(result, |e| MintError::Refused(explain_step(step, e, lifetime)))
+        self.record(result, |e| MintError::Refused(diagnose(call, e, lifetime)))
     }
 
     /// Counts a mint's outcome and logs a failure in full; `explain` turns it into what a client

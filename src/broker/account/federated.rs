@@ -3,8 +3,8 @@
 //! impersonates (its `service_account_impersonation_url`).
 
 use super::books::Books;
+use super::diagnosis::GoogleCall;
 use super::impersonated::Impersonated;
-use super::refusal::Step;
 use super::MintError;
 use crate::google::federation::Federation;
 use crate::google::scopes::{ScopeKey, CLOUD_PLATFORM};
@@ -44,6 +44,6 @@ impl Federated {
 
     async fn exchange(&self, scopes: &[String], books: &Books) -> Result<Token, MintError> {
         let lifetime = self.impersonated.as_ref().map(|i| i.to.lifetime);
-        books.counted(self.federation.exchange(scopes).await, Step::Exchange, lifetime)
+        books.counted(self.federation.exchange(scopes).await, GoogleCall::Exchange, lifetime)
     }
 }

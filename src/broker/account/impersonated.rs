@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::books::Books;
-use super::refusal::Step;
+use super::diagnosis::GoogleCall;
 use super::MintError;
 use crate::google::iam_credentials::{IamCredentials, Impersonation};
 use crate::google::scopes::ScopeKey;
@@ -36,7 +36,7 @@ impl Impersonated {
     ) -> Result<Token, MintError> {
         let caller = reuse_while_fresh(&self.caller, caller).await?;
         let minted = self.iam.access_token(&caller.secret, &self.to, &scopes.to_vec()).await;
-        books.counted(minted, Step::Impersonate, Some(self.to.lifetime))
+        books.counted(minted, GoogleCall::Impersonate, Some(self.to.lifetime))
     }
 
     /// The target's ID token for `audience`.
@@ -48,7 +48,7 @@ impl Impersonated {
     ) -> Result<Token, MintError> {
         let caller = reuse_while_fresh(&self.caller, caller).await?;
         let minted = self.iam.id_token(&caller.secret, &self.to, audience).await;
-        books.counted(minted, Step::Impersonate, Some(self.to.lifetime))
+        books.counted(minted, GoogleCall::Impersonate, Some(self.to.lifetime))
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::refusal::Refusal;
+use super::diagnosis::Diagnosis;
 use super::Account;
 use crate::broker::token_cache::Unavailable;
 use crate::google::scopes::{Audience, ScopeKey};
@@ -23,7 +23,7 @@ pub enum MintError {
     Google(String),
     /// Google STS or IAM Credentials refused a federation or impersonation call.
     #[error("{0}")]
-    Refused(Refusal),
+    Refused(Diagnosis),
     /// Federation without impersonation serves a principal, which cannot have ID tokens.
     #[error(
         "ID tokens need a service account, and federation without impersonation has none: set \

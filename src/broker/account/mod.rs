@@ -4,16 +4,16 @@
 //! backoff and outage handling.
 
 mod books;
+mod diagnosis;
 mod federated;
 mod impersonated;
 mod mint;
-mod refusal;
 mod rotated_key;
 mod source;
 
 pub use books::{AccountLimits, Counters};
+pub use diagnosis::{diagnose, Diagnosis, GoogleCall};
 pub use mint::MintError;
-pub use refusal::{explain_step, Refusal, Step};
 pub use rotated_key::CurrentKey;
 pub use source::Origin;
 

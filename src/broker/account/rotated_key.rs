@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::books::Books;
-use super::refusal::explain;
+use super::diagnosis::explain;
 use super::MintError;
 use crate::broker::token_cache::{epoch, Unavailable};
 use crate::google::scopes::ScopeKey;

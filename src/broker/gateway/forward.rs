@@ -7,7 +7,7 @@ use std::time::Duration;
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, RETRY_AFTER};
-use hyper::{Request, Response, Uri};
+use hyper::{Request, Response, StatusCode, Uri};
 use tokio::time::Instant;
 
 use super::body::Outgoing;
@@ -19,7 +19,7 @@ use super::retry::{self, Decision, Retries};
 use super::route::table::Dialect;
 use super::route::VertexCall;
 use super::upstream::describe;
-use super::{Deadlines, Gateway, GatewayError, ResponseBody, ATTEMPTS_HEADER, TIMEOUT_HEADER};
+use super::{Deadlines, Gateway, Refusal, ResponseBody, ATTEMPTS_HEADER, TIMEOUT_HEADER};
 
 /// Request headers passed to Vertex, with every `anthropic-*` one (`anthropic-version`,
 /// `anthropic-beta`: Claude's features); everything else (cookies, the caller's `Authorization`,
@@ -69,7 +69,7 @@ impl Call<'_> {
         &self,
         mut upload: Outgoing,
         report: &mut CallReport,
-    ) -> Result<(Response<Incoming>, Option<u64>), GatewayError> {
+    ) -> Result<(Response<Incoming>, Option<u64>), Refusal> {
         let settings = &self.gateway.settings;
         let mut retries = Retries::new(settings.retries, self.deadlines.retries);
         let mut global = false;
@@ -77,11 +77,13 @@ impl Call<'_> {
             report.attempts += 1;
             let attempt_started = Instant::now();
             // A retry is decided only with the whole body kept; the error is a second lock.
-            let body =
-                upload.attempt().ok_or_else(|| GatewayError::new(502, "the request body could not be sent again"))?;
+            let body = upload
+                .attempt()
+                .ok_or_else(|| Refusal::new(StatusCode::BAD_GATEWAY, "the request body could not be sent again"))?;
             let url = self.route.url(settings.endpoint.as_deref(), global);
-            let uri = Uri::try_from(url.as_str())
-                .map_err(|e| GatewayError::new(502, format!("cannot call Vertex at {}: {e}", host_of(&url))))?;
+            let uri = Uri::try_from(url.as_str()).map_err(|e| {
+                Refusal::new(StatusCode::BAD_GATEWAY, format!("cannot call Vertex at {}: {e}", host_of(&url)))
+            })?;
             let mut request = Request::new(body);
             *request.method_mut() = self.parts.method.clone();
             *request.uri_mut() = uri;
@@ -105,7 +107,10 @@ impl Call<'_> {
                         }
                         None => {
                             let host = host_of(&url);
-                            return Err(GatewayError::new(502, format!("cannot reach Vertex at {host}: {e}")));
+                            return Err(Refusal::new(
+                                StatusCode::BAD_GATEWAY,
+                                format!("cannot reach Vertex at {host}: {e}"),
+                            ));
                         }
                     }
                 }
@@ -114,7 +119,10 @@ impl Call<'_> {
             let status = answer.status().as_u16();
             if answer.status().is_informational() {
                 // A 101 (or any 1xx) as the final answer: an upgrade nobody asked for.
-                return Err(GatewayError::new(502, format!("Vertex answered {status}, which no caller asked for")));
+                return Err(Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("Vertex answered {status}, which no caller asked for"),
+                ));
             }
             if !retry::retryable(status) {
                 return Ok((answer, None));
@@ -135,10 +143,10 @@ impl Call<'_> {
         }
     }
 
-    fn deadline_passed(&self) -> GatewayError {
+    fn deadline_passed(&self) -> Refusal {
         let allowed = self.deadlines.end.saturating_duration_since(self.arrived);
-        GatewayError::new(
-            504,
+        Refusal::new(
+            StatusCode::GATEWAY_TIMEOUT,
             format!(
                 "Vertex did not answer within the call's deadline ({} ms: VERTEX_BROKER_VERTEX_DEADLINE, \
                  {TIMEOUT_HEADER}, x-server-timeout or the Lambda invocation's)",

@@ -38,13 +38,12 @@ use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Method, Request, Response};
+use hyper::{Method, Request, Response, StatusCode};
 use tokio::time::Instant;
 
 use self::body::{Outgoing, Upload};
 pub use self::caller_token::GatewayToken;
 use self::download::Download;
-pub(crate) use self::error::GatewayError;
 use self::error::{no_token, too_large};
 use self::forward::{pass_through, Call};
 use self::held::{read_whole, Budget, ReadError};
@@ -55,6 +54,7 @@ use self::route::VertexCall;
 use self::upstream::Upstream;
 use super::guard;
 use super::Broker;
+pub(crate) use crate::broker::refusal::Refusal;
 use crate::config::VertexGateway;
 use crate::google::scopes::ScopeKey;
 
@@ -152,16 +152,20 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     let arrived = Instant::now();
     let (parts, body) = req.into_parts();
     if let Err(refusal) = guard::check_caller(&parts.uri, &parts.headers) {
-        return GatewayError { status: refusal.status, message: refusal.reason, retry_after: None }.response();
+        return error::response(&refusal);
     }
     let gateway = broker.gateway();
     let call = VertexCall::parse(parts.uri.path(), parts.uri.query(), &parts.method, &gateway.settings.location);
     let mut call = match call {
         Ok(call) => call,
-        Err(e) => return e.response(),
+        Err(e) => return error::response(&e),
     };
     if matches!(parts.method, Method::POST | Method::PATCH) && !body.is_end_stream() && !is_json(&parts.headers) {
-        return GatewayError::new(415, "send the request body as JSON, with Content-Type: application/json").response();
+        let e = Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the request body as JSON, with Content-Type: application/json",
+        );
+        return error::response(&e);
     }
     let name = call
         .account
@@ -185,10 +189,10 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         upstream_errors: 0,
         token_echoes: 0,
     };
-    let refuse = |mut report: CallReport, e: GatewayError| {
-        report.status = e.status;
+    let refuse = |mut report: CallReport, e: Refusal| {
+        report.status = e.status.as_u16();
         report.finish("refused", None);
-        e.response()
+        error::response(&e)
     };
     // Refused before anything is looked up or minted, and audited: a model this function may not
     // call is worth a line.
@@ -196,7 +200,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         return refuse(report, e);
     }
     let Some(account) = broker.account(&name).await else {
-        let e = GatewayError::not_found(format!(
+        let e = Refusal::not_found(format!(
             "no service account {}; this broker serves `default` and the emails it lists under \
              /computeMetadata/v1/instance/service-accounts/",
             crate::text::printable(&name)
@@ -219,14 +223,20 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
             Ok(Ok(held)) => held,
             Ok(Err(ReadError::TooLarge)) => return refuse(report, too_large(max_body)),
             Ok(Err(ReadError::Busy)) => {
-                let e = GatewayError::new(503, "the gateway is holding its budget of request bodies; retry shortly");
-                return refuse(report, GatewayError { retry_after: Some(1), ..e });
+                let e = Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the gateway is holding its budget of request bodies; retry shortly",
+                );
+                return refuse(report, e.retry_after(1));
             }
-            Ok(Err(e)) => return refuse(report, GatewayError::invalid(e.to_string())),
+            Ok(Err(e)) => return refuse(report, Refusal::invalid(e.to_string())),
             Err(_) => {
                 return refuse(
                     report,
-                    GatewayError::new(408, "the request body did not arrive within the call's deadline"),
+                    Refusal::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body did not arrive within the call's deadline",
+                    ),
                 )
             }
         };
@@ -245,7 +255,10 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         report.account = email;
     }
     let Some(sent) = gateway.sent_token(token.secret.expose()) else {
-        return refuse(report, GatewayError::new(502, "the account's access token is not a valid header value"));
+        return refuse(
+            report,
+            Refusal::new(StatusCode::BAD_GATEWAY, "the account's access token is not a valid header value"),
+        );
     };
     let call = Call { gateway, route: &call, parts: &parts, authorization: sent.authorization(), deadlines, arrived };
     match call.forward(outgoing, &mut report).await {

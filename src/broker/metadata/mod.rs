@@ -7,14 +7,14 @@
 
 use chrono::Utc;
 use hyper::header::HeaderMap;
-use hyper::{Method, Uri};
+use hyper::{Method, StatusCode, Uri};
 use serde_json::json;
 
 use super::guard;
-use super::token_cache::{NoToken, Unavailable};
+use super::refusal::Refusal;
 use super::Broker;
 use crate::config::TokenEndpoints;
-use crate::google::scopes::{Audience, InputError, ScopeKey};
+use crate::google::scopes::{Audience, ScopeKey};
 
 const V1: &str = "/computeMetadata/v1";
 /// `expires_in` of the gateway token: an hour, like Google's; it is valid as long as the broker runs.
@@ -24,7 +24,7 @@ const GATEWAY_TOKEN_LIFE: i64 = 3600;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply {
     /// HTTP status.
-    pub status: u16,
+    pub status: StatusCode,
     /// `Content-Type` of the body.
     pub content_type: &'static str,
     /// The body: text or JSON.
@@ -38,55 +38,30 @@ const JSON: &str = "application/json";
 
 impl Reply {
     fn text(body: impl Into<String>) -> Self {
-        Self { status: 200, content_type: TEXT, body: body.into(), retry_after: None }
+        Self { status: StatusCode::OK, content_type: TEXT, body: body.into(), retry_after: None }
     }
     fn json(body: String) -> Self {
-        Self { status: 200, content_type: JSON, body, retry_after: None }
+        Self { status: StatusCode::OK, content_type: JSON, body, retry_after: None }
     }
-    /// An error answer: one line, newline-terminated.
-    pub fn error(status: u16, body: impl Into<String>) -> Self {
-        let mut body = body.into();
+}
+
+/// A refusal as the metadata server answers it: one line of text, newline-terminated.
+impl From<Refusal> for Reply {
+    fn from(r: Refusal) -> Self {
+        let mut body = r.message;
         body.push('\n');
-        Self { status, content_type: TEXT, body, retry_after: None }
-    }
-    fn bad_input(e: InputError) -> Self {
-        Self::error(400, format!("vertex-broker: {e}"))
-    }
-    fn unavailable(what: &str, e: Unavailable) -> Self {
-        let mut r = Self::error(
-            503,
-            format!("vertex-broker: no valid {what}: {}. Retrying upstream in {} s.", e.message, e.retry_after),
-        );
-        r.retry_after = Some(e.retry_after);
-        r
-    }
-    fn no_token(what: &str, e: NoToken) -> Self {
-        match e {
-            NoToken::Unavailable(e) => Self::unavailable(what, e),
-            NoToken::Limited(limit) => {
-                let mut r = Self::error(
-                    429,
-                    format!(
-                        "vertex-broker: {what} not minted: {limit}; retry in {} s, or reuse the tokens already \
-                         held",
-                        limit.retry_after()
-                    ),
-                );
-                r.retry_after = Some(limit.retry_after());
-                r
-            }
-        }
+        Self { status: r.status, content_type: TEXT, body, retry_after: r.retry_after }
     }
 }
 
 /// Applies the guards, then routes.
 pub async fn handle(broker: &Broker, method: &Method, uri: &Uri, headers: &HeaderMap) -> Reply {
     if let Err(refusal) = guard::check(method, uri, headers) {
-        return Reply::error(refusal.status, refusal.reason);
+        return refusal.into();
     }
     match Route::parse(uri.path(), uri.query()) {
         Ok(route) => answer(broker, route).await,
-        Err(reply) => reply,
+        Err(refusal) => refusal.into(),
     }
 }
 
@@ -137,7 +112,7 @@ pub enum Leaf {
 
 impl<'a> Route<'a> {
     /// The route for a request target; `Err` is the answer (404, or 400 for bad input).
-    pub fn parse(path: &'a str, query: Option<&str>) -> Result<Self, Reply> {
+    pub fn parse(path: &'a str, query: Option<&str>) -> Result<Self, Refusal> {
         Ok(match path {
             "/" => Route::Listing("computeMetadata/\n"),
             "/computeMetadata/" => Route::Listing("v1/\n"),
@@ -162,10 +137,10 @@ impl<'a> Route<'a> {
                         "scopes" => Leaf::Scopes,
                         "token" => match params.get("scopes") {
                             None => Leaf::Token(None),
-                            Some(raw) => Leaf::Token(Some(ScopeKey::parse(raw).map_err(Reply::bad_input)?)),
+                            Some(raw) => Leaf::Token(Some(ScopeKey::parse(raw).map_err(Refusal::invalid)?)),
                         },
                         "identity" => Leaf::Identity(
-                            Audience::parse(params.get("audience").unwrap_or("")).map_err(Reply::bad_input)?,
+                            Audience::parse(params.get("audience").unwrap_or("")).map_err(Refusal::invalid)?,
                         ),
                         _ => return Err(not_found(path)),
                     };
@@ -205,11 +180,8 @@ pub async fn answer(broker: &Broker, route: Route<'_>) -> Reply {
     }
 }
 
-fn not_found(path: &str) -> Reply {
-    Reply::error(
-        404,
-        format!("vertex-broker: {} is not a metadata path this server answers", crate::text::printable(path)),
-    )
+fn not_found(path: &str) -> Refusal {
+    Refusal::not_found(format!("{} is not a metadata path this server answers", crate::text::printable(path)))
 }
 
 /// VERTEX_BROKER_PROJECT_ID, else the project of the account served (a key's own project, or
@@ -218,11 +190,11 @@ async fn project_id(broker: &Broker) -> Reply {
     if let Some(p) = broker.project_id() {
         return Reply::text(p.to_string());
     }
-    let Some(account) = broker.account("default").await else { return not_found("project-id") };
+    let Some(account) = broker.account("default").await else { return not_found("project-id").into() };
     match account.project().await {
         Ok(Some(p)) => Reply::text(p),
-        Ok(None) => Reply::error(404, "vertex-broker: no project is known; set VERTEX_BROKER_PROJECT_ID"),
-        Err(e) => Reply::unavailable("service-account key", e),
+        Ok(None) => Refusal::not_found("no project is known; set VERTEX_BROKER_PROJECT_ID").into(),
+        Err(e) => Refusal::unavailable("service-account key", e).into(),
     }
 }
 
@@ -243,7 +215,7 @@ async fn all_accounts(broker: &Broker) -> Reply {
     for (i, a) in broker.accounts().iter().enumerate() {
         let email = match a.served_email().await {
             Ok(email) => email.unwrap_or_else(|| "default".to_string()),
-            Err(e) => return Reply::unavailable("service-account key", e),
+            Err(e) => return Refusal::unavailable("service-account key", e).into(),
         };
         let aliases: &[&str] = if i == 0 { &["default"] } else { &[] };
         let details = json!({"aliases": aliases, "email": email, "scopes": broker.default_scopes()});
@@ -257,14 +229,11 @@ async fn all_accounts(broker: &Broker) -> Reply {
 
 async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
     let Some(account) = broker.account(name).await else {
-        return Reply::error(
-            404,
-            format!(
-                "vertex-broker: no service account {}; this broker serves `default` and the emails under \
-                 service-accounts/",
-                crate::text::printable(name)
-            ),
-        );
+        return Refusal::not_found(format!(
+            "no service account {}; this broker serves `default` and the emails under service-accounts/",
+            crate::text::printable(name)
+        ))
+        .into();
     };
     let is_default = broker.accounts().first().is_some_and(|a| std::sync::Arc::ptr_eq(a, &account));
     let aliases: &[&str] = if is_default { &["default"] } else { &[] };
@@ -274,7 +243,7 @@ async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
     let email = || async {
         match account.served_email().await {
             Ok(email) => Ok(email.unwrap_or_else(|| "default".to_string())),
-            Err(e) => Err(Reply::unavailable("service-account key", e)),
+            Err(e) => Err(Refusal::unavailable("service-account key", e).into()),
         }
     };
     match leaf {
@@ -288,16 +257,18 @@ async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
         Leaf::Email => email().await.map(Reply::text).unwrap_or_else(|reply| reply),
         Leaf::Aliases => Reply::text(aliases.join("\n")),
         Leaf::Scopes => Reply::text(broker.default_scopes().scopes().collect::<Vec<_>>().join("\n") + "\n"),
-        Leaf::Token(_) | Leaf::Identity(_) if broker.token_endpoints() == TokenEndpoints::Off => Reply::error(
-            403,
-            "vertex-broker: token endpoints are off here (VERTEX_BROKER_TOKEN_ENDPOINTS=off): function code never \
+        Leaf::Token(_) | Leaf::Identity(_) if broker.token_endpoints() == TokenEndpoints::Off => Refusal::new(
+            StatusCode::FORBIDDEN,
+            "token endpoints are off here (VERTEX_BROKER_TOKEN_ENDPOINTS=off): function code never \
              holds a Google token; call Vertex through the gateway, http://127.0.0.1:PORT/vertex/v1/...",
-        ),
-        Leaf::Identity(_) if broker.token_endpoints() == TokenEndpoints::Gateway => Reply::error(
-            403,
-            "vertex-broker: ID tokens are not handed out here (VERTEX_BROKER_TOKEN_ENDPOINTS=gateway): function code \
+        )
+        .into(),
+        Leaf::Identity(_) if broker.token_endpoints() == TokenEndpoints::Gateway => Refusal::new(
+            StatusCode::FORBIDDEN,
+            "ID tokens are not handed out here (VERTEX_BROKER_TOKEN_ENDPOINTS=gateway): function code \
              holds no Google credential; set VERTEX_BROKER_TOKEN_ENDPOINTS=on if it must call services with ID tokens",
-        ),
+        )
+        .into(),
         // Useless at Google: SDKs that insist on a credential carry it to the gateway, which
         // replaces it with the account's token.
         Leaf::Token(_) if broker.token_endpoints() == TokenEndpoints::Gateway => {
@@ -309,14 +280,14 @@ async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
             let key = scopes.as_ref().unwrap_or(broker.default_scopes());
             match account.access_token(key).await {
                 Ok(t) => Reply::json(token_json(t.secret.expose(), (t.expires_at - Utc::now()).num_seconds().max(1))),
-                Err(e) => Reply::no_token("access token", e),
+                Err(e) => Refusal::no_token("access token", e).into(),
             }
         }
         Leaf::Identity(audience) => {
             broker.metrics().token_request();
             match account.id_token(&audience).await {
                 Ok(t) => Reply::text(t.secret.expose().to_string()),
-                Err(e) => Reply::no_token("ID token", e),
+                Err(e) => Refusal::no_token("ID token", e).into(),
             }
         }
     }

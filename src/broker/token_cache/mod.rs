@@ -60,7 +60,7 @@ impl CachePolicy {
 
 /// The last upstream failure of a slot, and when minting may be tried again.
 #[derive(Debug, Clone)]
-pub struct Failure {
+pub struct MintFailure {
     /// What went wrong, for the caller.
     pub message: String,
     /// Failures in a row.
@@ -74,7 +74,7 @@ struct SlotState {
     /// The token and when it expires on tokio's clock: the cache's one clock, so that tests
     /// can pause time and every expiry decision follows.
     token: Option<(Token, Instant)>,
-    failure: Option<Failure>,
+    failure: Option<MintFailure>,
     /// Bumped by every successful mint, so waiters can tell a mint finished while they waited.
     /// Zero: never minted, so the next mint is a first mint.
     generation: u64,
@@ -257,7 +257,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
                 let count = state.failure.as_ref().map_or(1, |f| f.count + 1);
                 let wait =
                     self.policy.backoff_first.saturating_mul(1 << (count - 1).min(16)).min(self.policy.backoff_max);
-                let failure = Failure { message: e.to_string(), count, retry_at: Instant::now() + wait };
+                let failure = MintFailure { message: e.to_string(), count, retry_at: Instant::now() + wait };
                 state.failure = Some(failure.clone());
                 self.stale_or_unavailable(&state, &failure)
             }
@@ -265,7 +265,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
     }
 
     /// The cached token while it is still servable, else the failure.
-    fn stale_or_unavailable(&self, state: &SlotState, failure: &Failure) -> Result<Token, NoToken> {
+    fn stale_or_unavailable(&self, state: &SlotState, failure: &MintFailure) -> Result<Token, NoToken> {
         match &state.token {
             Some(t) if life_left(t) > self.policy.min_life => Ok(t.0.clone()),
             _ => Err(NoToken::Unavailable(Unavailable {

@@ -5,10 +5,10 @@
 
 pub mod table;
 
-use hyper::Method;
+use hyper::{Method, StatusCode};
 
 use self::table::{BodyModel, Dialect, Scope, ROWS, STREAM_VERBS};
-use super::GatewayError;
+use super::Refusal;
 use crate::config::{is_location, AllowedModels, ModelName};
 
 /// The gateway's path prefix on the broker.
@@ -47,13 +47,13 @@ pub struct VertexCall {
 impl VertexCall {
     /// Parses `/vertex/[accounts/{email}/]{v1|v1beta1}/{path}` against the table; `location` is
     /// where a path without one goes.
-    pub fn parse(path: &str, query: Option<&str>, method: &Method, location: &str) -> Result<Self, GatewayError> {
-        let rest = path.strip_prefix(PREFIX).ok_or_else(|| GatewayError::not_found("not a gateway path"))?;
+    pub fn parse(path: &str, query: Option<&str>, method: &Method, location: &str) -> Result<Self, Refusal> {
+        let rest = path.strip_prefix(PREFIX).ok_or_else(|| Refusal::not_found("not a gateway path"))?;
         let (account, rest) = match rest.strip_prefix("accounts/") {
             Some(after) => {
                 let (email, rest) = after.split_once('/').unwrap_or((after, ""));
                 if !email.contains('@') || !email.bytes().all(is_email_byte) {
-                    return Err(GatewayError::invalid(
+                    return Err(Refusal::invalid(
                         "the account in /vertex/accounts/{email}/ must be a service-account email",
                     ));
                 }
@@ -65,14 +65,14 @@ impl VertexCall {
             Some(("v1", r)) => ("v1", r),
             Some(("v1beta1", r)) => ("v1beta1", r),
             _ => {
-                return Err(GatewayError::not_found(
+                return Err(Refusal::not_found(
                     "the gateway forwards /vertex/v1/... and /vertex/v1beta1/... (Vertex API versions)",
                 ))
             }
         };
         let segments: Vec<&str> = resource.split('/').collect();
         if let Some(bad) = segments.iter().find(|s| !valid_segment(s)) {
-            return Err(GatewayError::invalid(format!(
+            return Err(Refusal::invalid(format!(
                 "path segment {} is not a Vertex resource name (letters, digits, - _ . @ and one :verb)",
                 crate::text::printable(bad)
             )));
@@ -80,7 +80,7 @@ impl VertexCall {
         let (scope, project, location, under) = match segments.as_slice() {
             ["projects", project, "locations", location, under @ ..] => {
                 if !is_location(location) {
-                    return Err(GatewayError::invalid(format!(
+                    return Err(Refusal::invalid(format!(
                         "location {} is not a Vertex location such as us-central1, us, eu or global",
                         crate::text::printable(location)
                     )));
@@ -88,7 +88,7 @@ impl VertexCall {
                 (Scope::Located, Some(project.to_string()), location.to_string(), under)
             }
             ["projects", ..] => {
-                return Err(GatewayError::not_found(
+                return Err(Refusal::not_found(
                     "Vertex paths under a project name its location: projects/{project}/locations/{location}/...",
                 ))
             }
@@ -98,7 +98,7 @@ impl VertexCall {
             ROWS.iter().filter(|r| r.scope == scope).filter_map(|r| Some((r, r.fit(under)?))).collect();
         let Some((row, fit)) = fitting.iter().find(|(r, _)| r.method == method.as_str()) else {
             if fitting.is_empty() {
-                return Err(GatewayError::not_found(format!(
+                return Err(Refusal::not_found(format!(
                     "{} is not a Vertex call the gateway forwards: model calls, OpenAI-compatible chat \
                      completions, Claude, context caches, batch jobs and operations (see the README's table); \
                      nothing that creates, deploys, tunes or deletes models or endpoints",
@@ -106,7 +106,7 @@ impl VertexCall {
                 )));
             }
             let allowed: Vec<&str> = fitting.iter().map(|(r, _)| r.method).collect();
-            return Err(GatewayError::method(format!(
+            return Err(Refusal::method(format!(
                 "method {} is not forwarded for this path; it takes {}",
                 crate::text::printable(method.as_str()),
                 allowed.join(", ")
@@ -137,7 +137,7 @@ impl VertexCall {
 
     /// What the body says, for rows whose body names the model: its `model` (required) and, for
     /// OpenAI's chat completions, `"stream": true`.
-    pub fn read_body(&mut self, body: &[u8]) -> Result<(), GatewayError> {
+    pub fn read_body(&mut self, body: &[u8]) -> Result<(), Refusal> {
         #[derive(serde::Deserialize)]
         struct Named {
             model: Option<String>,
@@ -152,9 +152,9 @@ impl VertexCall {
         let named: Named = serde_json::from_slice(body)
             .ok()
             .filter(|_| object)
-            .ok_or_else(|| GatewayError::invalid("the request body is not a JSON object"))?;
+            .ok_or_else(|| Refusal::invalid("the request body is not a JSON object"))?;
         let Some(model) = named.model.filter(|m| !m.is_empty()) else {
-            return Err(GatewayError::invalid(format!("{} needs the body's \"model\"", self.method)));
+            return Err(Refusal::invalid(format!("{} needs the body's \"model\"", self.method)));
         };
         let mut model = ModelName::parse(&model);
         if self.rest.starts_with("publishers/anthropic/") {
@@ -166,10 +166,10 @@ impl VertexCall {
     }
 
     /// Refuses a model the allowlist does not name (before anything goes upstream).
-    pub fn check_model(&self, allowed: &AllowedModels) -> Result<(), GatewayError> {
+    pub fn check_model(&self, allowed: &AllowedModels) -> Result<(), Refusal> {
         match &self.model {
-            Some(m) if !allowed.allows(m) => Err(GatewayError::new(
-                403,
+            Some(m) if !allowed.allows(m) => Err(Refusal::new(
+                StatusCode::FORBIDDEN,
                 format!(
                     "model {} is not allowed here: VERTEX_BROKER_ALLOWED_MODELS does not name it",
                     crate::text::printable(&m.full())
@@ -227,7 +227,7 @@ pub fn host(location: &str) -> String {
 
 /// The query with only the parameters `allowed` names, encoded anew (so nothing the upstream
 /// could read differently goes up); any other parameter is refused, naming it.
-fn allowed_query(query: &str, allowed: &[&str]) -> Result<Option<String>, GatewayError> {
+fn allowed_query(query: &str, allowed: &[&str]) -> Result<Option<String>, Refusal> {
     let mut out = form_urlencoded::Serializer::new(String::new());
     let mut any = false;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -239,7 +239,7 @@ fn allowed_query(query: &str, allowed: &[&str]) -> Result<Option<String>, Gatewa
             } else {
                 format!("this call takes {}", allowed.join(", "))
             };
-            return Err(GatewayError::invalid(format!(
+            return Err(Refusal::invalid(format!(
                 "query parameter {} is not forwarded: {why}",
                 crate::text::printable(&name)
             )));

@@ -6,7 +6,7 @@ use hyper::Method;
 const GEN: &str =
     "/vertex/v1/projects/p1/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent";
 
-fn parse(path: &str, method: Method) -> Result<VertexCall, GatewayError> {
+fn parse(path: &str, method: Method) -> Result<VertexCall, Refusal> {
     VertexCall::parse(path, None, &method, "global")
 }
 

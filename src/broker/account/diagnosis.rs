@@ -7,7 +7,7 @@ use crate::google::token::{TokenError, DEFAULT_LIFETIME};
 
 /// Which call of a federation or impersonation mint failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum GoogleCall {
     /// Google STS: the AWS identity for a federated token.
     Exchange,
     /// IAM Credentials: a service account's token for the caller's.
@@ -17,14 +17,14 @@ pub enum Step {
 /// A federation or impersonation failure as a client or `doctor` reads it: what Google said,
 /// and what to change.
 #[derive(Debug, Clone)]
-pub struct Refusal {
+pub struct Diagnosis {
     /// What Google said, in a sentence.
     pub reason: String,
     /// What to change, when we know.
     pub fix: Option<String>,
 }
 
-impl std::fmt::Display for Refusal {
+impl std::fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.fix {
             Some(fix) => write!(f, "{}; {fix}", self.reason),
@@ -33,15 +33,15 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Explains a failed `step`; `lifetime` is the impersonated token lifetime asked for, if any.
-pub fn explain_step(step: Step, e: &TokenError, lifetime: Option<Duration>) -> Refusal {
-    let (what, fix) = match step {
-        Step::Exchange => (
+/// Explains a failed `call`; `lifetime` is the impersonated token lifetime asked for, if any.
+pub fn diagnose(call: GoogleCall, e: &TokenError, lifetime: Option<Duration>) -> Diagnosis {
+    let (what, fix) = match call {
+        GoogleCall::Exchange => (
             "Google STS refused to exchange the AWS identity",
             "check the pool provider named in VERTEX_BROKER_CREDENTIAL_CONFIG, its AWS account and attribute \
              condition, and that this role's principal is allowed (`vertex-broker doctor` shows each step)",
         ),
-        Step::Impersonate => (
+        GoogleCall::Impersonate => (
             "IAM Credentials refused to impersonate the service account",
             "grant the caller roles/iam.serviceAccountTokenCreator (a key's account) or \
              roles/iam.workloadIdentityUser (a federated principal) on it, and each delegate on the next",
@@ -57,14 +57,14 @@ pub fn explain_step(step: Step, e: &TokenError, lifetime: Option<Duration>) -> R
             } else {
                 fix
             };
-            Refusal { reason, fix: Some(fix.into()) }
+            Diagnosis { reason, fix: Some(fix.into()) }
         }
-        TokenError::Unreachable { message, .. } => Refusal {
+        TokenError::Unreachable { message, .. } => Diagnosis {
             reason: format!("{what}: the call did not complete ({message})"),
             fix: Some("check AWS credentials and the network path to Google".into()),
         },
         TokenError::BadResponse { message, .. } => {
-            Refusal { reason: format!("{what}: unexpected answer ({message})"), fix: None }
+            Diagnosis { reason: format!("{what}: unexpected answer ({message})"), fix: None }
         }
     }
 }
