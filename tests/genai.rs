@@ -49,7 +49,7 @@ async fn server_sent_events_are_sent_as_they_are_made_in_vertex_framing() {
     let key = f.key_at("AWSCURRENT").await.unwrap();
     let cloud_platform = ["https://www.googleapis.com/auth/cloud-platform".to_string()];
     let token = TokenClient::new(Duration::from_secs(5)).access_token(&key, &cloud_platform).await.unwrap();
-    let token = token.secret.expose().to_string();
+    let token = token.bearer.expose().to_string();
     f.emu.set_vertex_latency(Duration::from_millis(50), Duration::from_millis(200));
     let started = Instant::now();
     let resp = reqwest::Client::new()

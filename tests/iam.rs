@@ -13,8 +13,8 @@ use vertex_broker::key::ServiceAccountKey;
 const CLOUD: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 async fn client(emu: &Emulator, key: &ServiceAccountKey) -> IamClient {
-    let bearer = TokenClient::new(Duration::from_secs(5)).access_token(key, &[CLOUD.into()]).await.unwrap();
-    IamClient::new(reqwest::Client::new(), &emu.url(), bearer.secret, Duration::from_secs(2)).with_retry(RetryPolicy {
+    let token = TokenClient::new(Duration::from_secs(5)).access_token(key, &[CLOUD.into()]).await.unwrap();
+    IamClient::new(reqwest::Client::new(), &emu.url(), token.bearer, Duration::from_secs(2)).with_retry(RetryPolicy {
         first_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
         max_retries: 2,
@@ -80,7 +80,7 @@ async fn retryable_answers_are_retried_and_others_are_typed() {
     let stranger = IamClient::new(
         reqwest::Client::new(),
         &emu.url(),
-        vertex_broker::google::Secret::new("ya29.forged".into()),
+        vertex_broker::google::Credential::new("ya29.forged".into()),
         Duration::from_secs(2),
     );
     assert!(matches!(stranger.list_keys(&account).await, Err(IamError::Unauthenticated { .. })));

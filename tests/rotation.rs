@@ -114,14 +114,14 @@ async fn google_reporting_the_key_limit_is_a_clear_error() {
     let f = Fixture::new("limit429").await;
     f.emu.set_propagation_delay(Duration::from_secs(600));
     let current = f.key_at("AWSCURRENT").await.unwrap();
-    let bearer = vertex_broker::google::token::TokenClient::new(Duration::from_secs(5))
+    let token = vertex_broker::google::token::TokenClient::new(Duration::from_secs(5))
         .access_token(&current, &["https://www.googleapis.com/auth/cloud-platform".into()])
         .await
         .unwrap();
     let iam = vertex_broker::google::iam::IamClient::new(
         reqwest::Client::new(),
         &f.emu.url(),
-        bearer.secret,
+        token.bearer,
         Duration::from_secs(5),
     );
     for _ in 0..9 {

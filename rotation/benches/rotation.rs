@@ -39,8 +39,8 @@ async fn main() {
         let token_id = f.begin_rotation().await;
         let started = Instant::now();
         let current = f.key_at("AWSCURRENT").await.unwrap();
-        let bearer = tokens.access_token(&current, &[SCOPE.into()]).await.unwrap();
-        let iam = IamClient::new(reqwest::Client::new(), &f.emu.url(), bearer.secret, Duration::from_secs(5));
+        let token = tokens.access_token(&current, &[SCOPE.into()]).await.unwrap();
+        let iam = IamClient::new(reqwest::Client::new(), &f.emu.url(), token.bearer, Duration::from_secs(5));
         let (key, _) = iam.create_key(&f.account).await.unwrap();
         f.store.put(&f.secret, &token_id, key.raw(), &["AWSPENDING"], None).await.unwrap();
         tokens.access_token(&key, &[SCOPE.into()]).await.unwrap();

@@ -56,9 +56,9 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
     .map_err(|e| Failure::new(ExitCode::Google, e.to_string()))?;
     let kind = if args.audience.is_some() { "id_token" } else { "access_token" };
     out.result(
-        minted.secret.expose(),
+        minted.bearer.expose(),
         json!({
-            kind: minted.secret.expose(),
+            kind: minted.bearer.expose(),
             "expires_at": minted.expires_at.to_rfc3339(),
             "account": account.served_email().await.ok().flatten(),
         }),

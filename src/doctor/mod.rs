@@ -249,7 +249,7 @@ impl Chain<'_> {
             return None;
         };
         let iam = IamCredentials::new(self.settings.http_timeout);
-        match iam.access_token(&caller.secret, to, &[CLOUD_PLATFORM.to_string()]).await {
+        match iam.access_token(&caller.bearer, to, &[CLOUD_PLATFORM.to_string()]).await {
             Ok(t) => {
                 self.checks
                     .push(Check::ok(name, format!("IAM Credentials issued {}'s token ({})", to.target, lives(&t))));

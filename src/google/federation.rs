@@ -12,7 +12,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::token::{Token, TokenError};
-use super::Secret;
+use super::Credential;
 
 const AWS_SUBJECT: &str = "urn:ietf:params:aws:token-type:aws4_request";
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -198,7 +198,7 @@ impl Federation {
 
     /// The serialized, SigV4-signed GetCallerIdentity request Google STS accepts as proof of the
     /// AWS identity (the target resource signed, as Google's Go client does).
-    pub async fn subject_token(&self) -> Result<Secret, TokenError> {
+    pub async fn subject_token(&self) -> Result<Credential, TokenError> {
         let url = self.verification_url();
         let headers = self
             .aws
@@ -211,7 +211,7 @@ impl Federation {
             "headers": headers.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v})).collect::<Vec<_>>(),
         });
         let encoded: String = form_urlencoded::byte_serialize(token.to_string().as_bytes()).collect();
-        Ok(Secret::new(encoded))
+        Ok(Credential::new(encoded))
     }
 
     /// Exchanges a fresh subject token at the configuration's `token_url` for a federated
@@ -250,7 +250,7 @@ impl Federation {
             .access_token
             .ok_or_else(|| TokenError::BadResponse { uri, message: format!("HTTP {status} without access_token") })?;
         let expires_in = answer.expires_in.unwrap_or(3600).max(1);
-        Ok(Token { secret: Secret::new(token), expires_at: Utc::now() + chrono::Duration::seconds(expires_in) })
+        Ok(Token { bearer: Credential::new(token), expires_at: Utc::now() + chrono::Duration::seconds(expires_in) })
     }
 
     /// The AWS identity Google will see: the caller's ARN, from AWS STS at the URL subject

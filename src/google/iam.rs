@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Secret;
+use super::Credential;
 use crate::key::ServiceAccountKey;
 
 /// A key as IAM lists it (never with private material).
@@ -174,14 +174,14 @@ impl KeyJson {
 pub struct IamClient {
     http: reqwest::Client,
     endpoint: String,
-    bearer: Secret,
+    bearer: Credential,
     timeout: Duration,
     retry: RetryPolicy,
 }
 
 impl IamClient {
     /// `endpoint` is the API base (`https://iam.googleapis.com`); `timeout` bounds each call.
-    pub fn new(http: reqwest::Client, endpoint: &str, bearer: Secret, timeout: Duration) -> Self {
+    pub fn new(http: reqwest::Client, endpoint: &str, bearer: Credential, timeout: Duration) -> Self {
         Self {
             http,
             endpoint: endpoint.trim_end_matches('/').to_string(),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::token::{Token, TokenError};
-use super::Secret;
+use super::Credential;
 
 /// Google's IAM Credentials base URL.
 pub const DEFAULT_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
@@ -87,7 +87,7 @@ impl IamCredentials {
     /// An access token of the target for `scopes`, living `lifetime`.
     pub async fn access_token(
         &self,
-        caller: &Secret,
+        caller: &Credential,
         to: &Impersonation,
         scopes: &[String],
     ) -> Result<Token, TokenError> {
@@ -97,11 +97,11 @@ impl IamCredentials {
             "delegates": to.delegates(),
         });
         let answer: AccessAnswer = self.call(&to.url, caller, &body).await?;
-        Ok(Token { secret: Secret::new(answer.access_token), expires_at: answer.expire_time })
+        Ok(Token { bearer: Credential::new(answer.access_token), expires_at: answer.expire_time })
     }
 
     /// A Google-signed ID token of the target for `audience`, with its email.
-    pub async fn id_token(&self, caller: &Secret, to: &Impersonation, audience: &str) -> Result<Token, TokenError> {
+    pub async fn id_token(&self, caller: &Credential, to: &Impersonation, audience: &str) -> Result<Token, TokenError> {
         let url = to.url.replace(":generateAccessToken", ":generateIdToken");
         let body = json!({ "audience": audience, "includeEmail": true, "delegates": to.delegates() });
         let answer: IdAnswer = self.call(&url, caller, &body).await?;
@@ -113,13 +113,13 @@ impl IamCredentials {
             .and_then(|c| serde_json::from_slice::<IdClaims>(&c).ok())
             .and_then(|c| DateTime::from_timestamp(c.exp, 0))
             .ok_or_else(|| TokenError::BadResponse { uri: url, message: "the token is not a JWT with exp".into() })?;
-        Ok(Token { secret: Secret::new(answer.token), expires_at: exp })
+        Ok(Token { bearer: Credential::new(answer.token), expires_at: exp })
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
-        caller: &Secret,
+        caller: &Credential,
         body: &serde_json::Value,
     ) -> Result<T, TokenError> {
         let uri = url.to_string();

@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-/// A bearer credential (access or ID token). Debug never shows it; clones share one zeroized
-/// buffer, so serving a cached token copies no secret bytes.
+/// A credential string: a bearer token (access or ID token), a signed assertion or subject
+/// token. Debug never shows it; clones share one zeroized buffer, so serving a cached token
+/// copies no secret bytes.
 #[derive(Clone)]
-pub struct Secret(Arc<Zeroizing<String>>);
+pub struct Credential(Arc<Zeroizing<String>>);
 
-impl Secret {
+impl Credential {
     /// Wraps a token or key string.
     pub fn new(value: String) -> Self {
         Self(Arc::new(Zeroizing::new(value)))
@@ -28,8 +29,8 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        f.write_str("Credential(<redacted>)")
     }
 }

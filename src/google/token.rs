@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Secret;
+use super::Credential;
 use crate::key::ServiceAccountKey;
 
 /// How long Google's tokens live unless a shorter or longer lifetime is asked for (and where
@@ -29,7 +29,7 @@ const ASSERTION_LIFETIME: i64 = 3600;
 #[derive(Debug, Clone)]
 pub struct Token {
     /// The token itself; never printed.
-    pub secret: Secret,
+    pub bearer: Credential,
     /// When it expires.
     pub expires_at: DateTime<Utc>,
 }
@@ -163,7 +163,7 @@ impl TokenClient {
             yup_oauth2::Error::JSONError(e) => TokenError::BadResponse { uri: uri.clone(), message: e.to_string() },
             other => TokenError::Unreachable { uri: uri.clone(), message: other.to_string() },
         })?;
-        let secret = token.token().map(|t| Secret::new(t.to_string())).ok_or_else(|| TokenError::BadResponse {
+        let bearer = token.token().map(|t| Credential::new(t.to_string())).ok_or_else(|| TokenError::BadResponse {
             uri: uri.clone(),
             message: "no access_token in the answer".into(),
         })?;
@@ -171,7 +171,7 @@ impl TokenClient {
             .expiration_time()
             .and_then(|t| DateTime::from_timestamp(t.unix_timestamp(), 0))
             .unwrap_or_else(|| Utc::now() + chrono::Duration::seconds(3599));
-        Ok(Token { secret, expires_at })
+        Ok(Token { bearer, expires_at })
     }
 
     /// Mints a Google-signed ID token whose `aud` is `audience` (a JWT-bearer grant with
@@ -219,15 +219,15 @@ impl TokenClient {
             .and_then(|c| serde_json::from_slice::<IdClaims>(&c).ok())
             .and_then(|c| DateTime::from_timestamp(c.exp, 0))
             .ok_or_else(|| TokenError::BadResponse { uri, message: "the id_token is not a JWT with exp".into() })?;
-        Ok(Token { secret: Secret::new(id_token), expires_at: exp })
+        Ok(Token { bearer: Credential::new(id_token), expires_at: exp })
     }
 }
 
 /// An RS256 JWT signed by `key`, with its key id in the header.
-pub fn sign_jwt(key: &ServiceAccountKey, claims: &serde_json::Value) -> Secret {
+pub fn sign_jwt(key: &ServiceAccountKey, claims: &serde_json::Value) -> Credential {
     let header = json!({"alg": "RS256", "typ": "JWT", "kid": key.private_key_id()});
     let input =
         format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let sig = key.sign_rs256(input.as_bytes());
-    Secret::new(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    Credential::new(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
 }

@@ -81,7 +81,8 @@ impl Operator {
     }
 
     /// Runs the four steps here, now, with the caller's credentials. Resumes a rotation left
-    /// half-done (a version holding AWSPENDING) with its token; otherwise starts a new one.
+    /// half-done (a version holding AWSPENDING) with its ClientRequestToken; otherwise starts a new
+    /// one.
     pub async fn rotate_locally(
         &self,
         secret_id: &str,
@@ -89,7 +90,7 @@ impl Operator {
     ) -> Result<String, RotationError> {
         let desc = self.engine.store().describe(secret_id).await?;
         let current = desc.version_with(AWSCURRENT);
-        let token = match desc.version_with(AWSPENDING) {
+        let request_token = match desc.version_with(AWSPENDING) {
             Some(pending) if Some(pending) != current => pending.to_string(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
@@ -97,13 +98,13 @@ impl Operator {
             let event = RotationEvent {
                 step: step.as_str().into(),
                 secret_id: desc.arn.clone(),
-                client_request_token: token.clone(),
+                client_request_token: request_token.clone(),
                 rotation_token: None,
             };
             let outcome = self.engine.run_as(&event, None, Invoker::Operator).await?;
             on_step(step, &outcome);
         }
-        Ok(token)
+        Ok(request_token)
     }
 
     /// Mints the first key of `account` with `admin`'s rights (for `init --service-account`).

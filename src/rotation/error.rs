@@ -17,18 +17,18 @@ pub enum RotationError {
         arn: String,
     },
     /// The event's version is not a version of the secret.
-    #[error("Secret version {token} has no stage for rotation of secret {arn}")]
+    #[error("Secret version {request_token} has no stage for rotation of secret {arn}")]
     NoStage {
         /// The event's ClientRequestToken.
-        token: String,
+        request_token: String,
         /// The secret.
         arn: String,
     },
     /// The event's version is not AWSPENDING (and not already AWSCURRENT).
-    #[error("Secret version {token} not set as AWSPENDING for rotation of secret {arn}")]
+    #[error("Secret version {request_token} not set as AWSPENDING for rotation of secret {arn}")]
     NotPending {
         /// The event's ClientRequestToken.
-        token: String,
+        request_token: String,
         /// The secret.
         arn: String,
     },
@@ -72,7 +72,7 @@ pub enum RotationError {
     /// Google's IAM API failed a call.
     #[error("{0}")]
     Iam(#[from] IamError),
-    /// The key that authenticates the IAM calls could not get a token.
+    /// The key that authenticates the IAM calls could not get a request_token.
     #[error(
         "could not get an access token for the IAM calls with {key}: {source}. Check that this key \
          is valid (for VERTEX_BROKER_ADMIN_SECRET_ID, the admin secret's AWSCURRENT key)"

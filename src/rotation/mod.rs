@@ -121,42 +121,42 @@ impl Rotation {
         invoker: Invoker,
     ) -> Result<Outcome, RotationError> {
         let secret = event.secret_id.as_str();
-        let token = event.client_request_token.as_str();
+        let request_token = event.client_request_token.as_str();
         let desc = self.store.describe(secret).await?;
         let arn = desc.arn.clone();
         if !desc.rotation_enabled && invoker == Invoker::SecretsManager {
             return Err(RotationError::NotEnabled { arn });
         }
-        // An operator's local rotation starts without RotateSecret: createSecret labels the token.
+        // An operator's local rotation starts without RotateSecret: createSecret labels the version.
         let new_local = invoker == Invoker::Operator && event.step == Step::CreateSecret.as_str();
         let no_stages = Vec::new();
-        let stages = match desc.versions.get(token) {
+        let stages = match desc.versions.get(request_token) {
             Some(stages) => stages,
             None if new_local => &no_stages,
-            None => return Err(RotationError::NoStage { token: token.into(), arn }),
+            None => return Err(RotationError::NoStage { request_token: request_token.into(), arn }),
         };
         if stages.iter().any(|s| s == AWSCURRENT) {
             // A finishSecret that promoted but failed to drop AWSPENDING left it here: tidy up.
             if event.step == Step::FinishSecret.as_str() && stages.iter().any(|s| s == AWSPENDING) {
-                if let Err(e) = self.store.update_stage(secret, AWSPENDING, None, Some(token)).await {
+                if let Err(e) = self.store.update_stage(secret, AWSPENDING, None, Some(request_token)).await {
                     tracing::warn!(secret = %arn, error = %e, "could not remove AWSPENDING from the AWSCURRENT version");
                 }
             }
-            tracing::info!(secret = %arn, version = token, "version is already AWSCURRENT; nothing to do");
+            tracing::info!(secret = %arn, version = request_token, "version is already AWSCURRENT; nothing to do");
             return Ok(Outcome::AlreadyCurrent);
         }
         if !stages.iter().any(|s| s == AWSPENDING) && !new_local {
-            return Err(RotationError::NotPending { token: token.into(), arn });
+            return Err(RotationError::NotPending { request_token: request_token.into(), arn });
         }
         let step = Step::parse(&event.step)
             .ok_or_else(|| RotationError::InvalidStep { step: event.step.clone(), arn: arn.clone() })?;
         let outcome = match step {
-            Step::CreateSecret => self.create_secret(&desc, token, event.rotation_token.as_deref()).await,
-            Step::SetSecret => self.set_secret(&desc, token).await,
-            Step::TestSecret => self.test_secret(&desc, token, deadline).await,
-            Step::FinishSecret => self.finish_secret(&desc, token).await,
+            Step::CreateSecret => self.create_secret(&desc, request_token, event.rotation_token.as_deref()).await,
+            Step::SetSecret => self.set_secret(&desc, request_token).await,
+            Step::TestSecret => self.test_secret(&desc, request_token, deadline).await,
+            Step::FinishSecret => self.finish_secret(&desc, request_token).await,
         }?;
-        tracing::info!(secret = %arn, step = step.as_str(), version = token, "{outcome}");
+        tracing::info!(secret = %arn, step = step.as_str(), version = request_token, "{outcome}");
         Ok(outcome)
     }
 
@@ -202,12 +202,12 @@ impl Rotation {
     /// An IAM client whose calls `caller` authenticates.
     pub async fn iam_client_as(&self, caller: &ServiceAccountKey) -> Result<IamClient, RotationError> {
         let scopes = [CLOUD_PLATFORM.to_string()];
-        let bearer = (|| self.tokens.access_token(caller, &scopes))
+        let token = (|| self.tokens.access_token(caller, &scopes))
             .retry(self.settings.retry.backoff())
             .when(TokenError::is_transient)
             .await
             .map_err(|source| RotationError::Auth { key: caller.to_string(), source })?;
-        Ok(IamClient::new(self.http.clone(), &self.settings.iam_endpoint, bearer.secret, self.settings.http_timeout)
+        Ok(IamClient::new(self.http.clone(), &self.settings.iam_endpoint, token.bearer, self.settings.http_timeout)
             .with_retry(self.settings.retry))
     }
 }

@@ -15,11 +15,11 @@ impl Rotation {
     pub(super) async fn create_secret(
         &self,
         desc: &SecretDescription,
-        token: &str,
+        request_token: &str,
         rotation_token: Option<&str>,
     ) -> Result<Outcome, RotationError> {
         let current = self.key_at(desc, None, AWSCURRENT).await?;
-        match self.key_at(desc, Some(token), AWSPENDING).await {
+        match self.key_at(desc, Some(request_token), AWSPENDING).await {
             Ok(pending) => return Ok(Outcome::AlreadyCreated { key_id: pending.private_key_id().to_string() }),
             Err(RotationError::Store(e)) if e.is_not_found() => {}
             Err(e) => return Err(e),
@@ -45,9 +45,11 @@ impl Rotation {
         let (new_key, _) = iam.create_key(&account).await?;
         let key_id = new_key.private_key_id().to_string();
         tracing::info!(secret = %desc.arn, key_id = %key_id, account = %account, "created a Google key");
-        if let Err(put_err) = self.store.put(&desc.arn, token, new_key.raw(), &[AWSPENDING], rotation_token).await {
+        if let Err(put_err) =
+            self.store.put(&desc.arn, request_token, new_key.raw(), &[AWSPENDING], rotation_token).await
+        {
             // Delete the new key only when it is certain the secret does not hold it.
-            match self.store.get(&desc.arn, Some(token), Some(AWSPENDING)).await {
+            match self.store.get(&desc.arn, Some(request_token), Some(AWSPENDING)).await {
                 Ok(v) if v.value.as_str() == new_key.raw() => {
                     tracing::warn!(secret = %desc.arn, error = %put_err, "PutSecretValue reported an error but the value is stored");
                     return Ok(Outcome::Created { key_id, revoked });
@@ -67,10 +69,14 @@ impl Rotation {
         Ok(Outcome::Created { key_id, revoked })
     }
 
-    pub(super) async fn set_secret(&self, desc: &SecretDescription, token: &str) -> Result<Outcome, RotationError> {
+    pub(super) async fn set_secret(
+        &self,
+        desc: &SecretDescription,
+        request_token: &str,
+    ) -> Result<Outcome, RotationError> {
         // Google activates a key at creation: there is nothing to set, only to check.
         let current = self.key_at(desc, None, AWSCURRENT).await?;
-        let pending = self.key_at(desc, Some(token), AWSPENDING).await?;
+        let pending = self.key_at(desc, Some(request_token), AWSPENDING).await?;
         if pending.client_email() != current.client_email() {
             return Err(RotationError::AccountMismatch {
                 arn: desc.arn.clone(),
@@ -84,10 +90,10 @@ impl Rotation {
     pub(super) async fn test_secret(
         &self,
         desc: &SecretDescription,
-        token: &str,
+        request_token: &str,
         deadline: Option<Instant>,
     ) -> Result<Outcome, RotationError> {
-        let pending = self.key_at(desc, Some(token), AWSPENDING).await?;
+        let pending = self.key_at(desc, Some(request_token), AWSPENDING).await?;
         let key_id = pending.private_key_id().to_string();
         let start = Instant::now();
         let mut give_up = start + self.settings.propagation_timeout;
@@ -126,12 +132,16 @@ impl Rotation {
         }
     }
 
-    pub(super) async fn finish_secret(&self, desc: &SecretDescription, token: &str) -> Result<Outcome, RotationError> {
-        let pending = self.key_at(desc, Some(token), AWSPENDING).await?;
+    pub(super) async fn finish_secret(
+        &self,
+        desc: &SecretDescription,
+        request_token: &str,
+    ) -> Result<Outcome, RotationError> {
+        let pending = self.key_at(desc, Some(request_token), AWSPENDING).await?;
         let key_id = pending.private_key_id().to_string();
         let current_version = desc.version_with(AWSCURRENT).map(str::to_string);
-        self.store.update_stage(&desc.arn, AWSCURRENT, Some(token), current_version.as_deref()).await?;
-        if let Err(e) = self.store.update_stage(&desc.arn, AWSPENDING, None, Some(token)).await {
+        self.store.update_stage(&desc.arn, AWSCURRENT, Some(request_token), current_version.as_deref()).await?;
+        if let Err(e) = self.store.update_stage(&desc.arn, AWSPENDING, None, Some(request_token)).await {
             // AWSPENDING on the AWSCURRENT version is a valid end state; the next rotation moves it.
             tracing::warn!(secret = %desc.arn, error = %e, "could not remove AWSPENDING from the new current version");
         }

@@ -15,11 +15,11 @@ fn engine(store: &Arc<MemoryStore>) -> Rotation {
     Rotation::new(store.clone(), settings)
 }
 
-fn event(step: &str, token: &str) -> RotationEvent {
+fn event(step: &str, request_token: &str) -> RotationEvent {
     RotationEvent {
         step: step.into(),
         secret_id: SECRET.into(),
-        client_request_token: token.into(),
+        client_request_token: request_token.into(),
         rotation_token: None,
     }
 }
@@ -76,14 +76,14 @@ async fn a_repeated_create_finds_its_key_and_set_refuses_another_accounts_key() 
     let google = google_emulator::Emulator::start().await.unwrap();
     let (store, _) = seeded(&google.seed_key("a@p.iam.gserviceaccount.com")).await;
     let rotation = engine(&store);
-    let token = store.start_rotation(SECRET).await.unwrap();
+    let request_token = store.start_rotation(SECRET).await.unwrap();
     let other = google.seed_key("b@p.iam.gserviceaccount.com");
-    store.put(SECRET, &token, &other, &[AWSPENDING], None).await.unwrap();
+    store.put(SECRET, &request_token, &other, &[AWSPENDING], None).await.unwrap();
     // The pending version already holds a key: createSecret makes no IAM call (the engine's
     // IAM endpoint is Google's, which this test never reaches).
-    let created = rotation.run(&event("createSecret", &token), None).await.unwrap();
+    let created = rotation.run(&event("createSecret", &request_token), None).await.unwrap();
     assert!(matches!(created, Outcome::AlreadyCreated { .. }), "{created:?}");
-    let err = rotation.run(&event("setSecret", &token), None).await.unwrap_err();
+    let err = rotation.run(&event("setSecret", &request_token), None).await.unwrap_err();
     assert!(matches!(err, RotationError::AccountMismatch { .. }), "{err}");
     assert_eq!(err.class(), ErrorClass::InvalidSecretValue);
 }

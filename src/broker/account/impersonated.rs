@@ -35,7 +35,7 @@ impl Impersonated {
         books: &Books,
     ) -> Result<Token, MintError> {
         let caller = reuse_while_fresh(&self.caller, caller).await?;
-        let minted = self.iam.access_token(&caller.secret, &self.to, &scopes.to_vec()).await;
+        let minted = self.iam.access_token(&caller.bearer, &self.to, &scopes.to_vec()).await;
         books.counted(minted, GoogleCall::Impersonate, Some(self.to.lifetime))
     }
 
@@ -47,7 +47,7 @@ impl Impersonated {
         books: &Books,
     ) -> Result<Token, MintError> {
         let caller = reuse_while_fresh(&self.caller, caller).await?;
-        let minted = self.iam.id_token(&caller.secret, &self.to, audience).await;
+        let minted = self.iam.id_token(&caller.bearer, &self.to, audience).await;
         books.counted(minted, GoogleCall::Impersonate, Some(self.to.lifetime))
     }
 }

@@ -254,7 +254,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     if let Some(email) = account.email() {
         report.account = email;
     }
-    let Some(sent) = gateway.sent_token(token.secret.expose()) else {
+    let Some(sent) = gateway.sent_token(token.bearer.expose()) else {
         return refuse(
             report,
             Refusal::new(StatusCode::BAD_GATEWAY, "the account's access token is not a valid header value"),

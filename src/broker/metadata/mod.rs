@@ -279,14 +279,14 @@ async fn account_route(broker: &Broker, name: &str, leaf: Leaf) -> Reply {
             broker.metrics().token_request();
             let key = scopes.as_ref().unwrap_or(broker.default_scopes());
             match account.access_token(key).await {
-                Ok(t) => Reply::json(token_json(t.secret.expose(), (t.expires_at - Utc::now()).num_seconds().max(1))),
+                Ok(t) => Reply::json(token_json(t.bearer.expose(), (t.expires_at - Utc::now()).num_seconds().max(1))),
                 Err(e) => Refusal::no_token("access token", e).into(),
             }
         }
         Leaf::Identity(audience) => {
             broker.metrics().token_request();
             match account.id_token(&audience).await {
-                Ok(t) => Reply::text(t.secret.expose().to_string()),
+                Ok(t) => Reply::text(t.bearer.expose().to_string()),
                 Err(e) => Refusal::no_token("ID token", e).into(),
             }
         }

@@ -4,10 +4,10 @@
 use std::sync::atomic::AtomicUsize;
 
 use super::*;
-use crate::google::Secret;
+use crate::google::Credential;
 
 fn token(life: Duration) -> Token {
-    Token { secret: Secret::new("t".into()), expires_at: Utc::now() + chrono::Duration::from_std(life).unwrap() }
+    Token { bearer: Credential::new("t".into()), expires_at: Utc::now() + chrono::Duration::from_std(life).unwrap() }
 }
 
 fn cache(capacity: usize) -> TokenCache<String> {
