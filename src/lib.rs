@@ -1,28 +1,9 @@
 //! vertex-broker: Google service-account keys kept in AWS Secrets Manager, rotated on schedule,
 //! and turned into short-lived Google tokens for code running next to the broker.
 //!
-//! Where to find things:
-//!
-//! | module | what it does |
-//! |---|---|
-//! | [`config`] | every environment variable, its default and its validation (the gateway's in `config/vertex.rs`, the model allowlist in `config/allowed_models.rs`, its proxy in `config/proxy.rs`); `require_lambda` for Lambda entry points |
-//! | [`key`] | `ServiceAccountKey`: parse and validate a Google JSON key file; redacted, zeroized |
-//! | [`google::iam`] | `IamClient`: create/list/get/delete/disable/enable keys; Google errors typed |
-//! | [`google::token`] | `TokenClient`, one per process: access tokens (yup-oauth2) and ID tokens at the key's `token_uri` |
-//! | [`google::federation`] | AWS workload identity federation: `external_account` config, SigV4 subject token (`aws-sigv4`), STS exchange |
-//! | [`google::iam_credentials`] | impersonation: `generateAccessToken` / `generateIdToken` with delegates and lifetimes |
-//! | [`google::scopes`] | what a token request may name: scope sets and audiences validated and normalized |
-//! | [`store`] | `SecretStore`, the storage seam: Secrets Manager and in-memory implementations |
-//! | [`rotation`] | `Rotation`: the four Secrets Manager rotation steps, shared by Lambda and CLI; `ErrorClass` names each failure |
-//! | [`operator`] | what the CLI adds over the engine's public interface: local rotation, following one, status, revoke, first key |
-//! | [`broker`] | the token broker: guards, limits, cache, accounts, GCE metadata protocol, listener, signals, Lambda extension |
-//! | [`broker::gateway`] | `/vertex/...`: Vertex calls with the account's token, streamed, retried within the deadline, audited; `route/table.rs` is the one table of what it forwards |
-//! | [`broker::metrics`] | the broker's CloudWatch EMF metrics, aggregated between flushes |
-//! | [`cli`] | the operator CLI, one file per command; `Printer` (text or JSON) and `ExitCode` |
-//! | [`doctor`] | `vertex-broker doctor`: the token path checked one call at a time, with what to fix per step |
-//! | [`dev`] | `vertex-broker dev`: emulator + in-memory store (also as Secrets Manager's API) + broker + rotations |
-//! | [`telemetry`] | log setup (JSON in Lambda) and CloudWatch Embedded Metric Format lines |
-//! | [`retry`], [`text`] | the one backoff schedule; comma lists and untrusted text in messages |
+//! Where to find things: the module map is the `## Modules` table of `docs/ARCHITECTURE.md`,
+//! one row per folder and module file (a test keeps it true), beside the flow, the seams and a
+//! glossary of the words the code uses.
 //!
 //! Features choose what compiles: none for the rotation function, `broker` for the layer's
 //! extension, `cli` (the default) for the CLI with `dev`, `doctor` and `operator`.

@@ -12,7 +12,7 @@ use support::failing_store::{FailingStore, Op};
 use support::Fixture;
 use vertex_broker::broker::token_cache::CachePolicy;
 
-const TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+use support::TOKEN_PATH as TOKEN;
 const CLOUD: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 async fn fixture_and_broker(prefix: &str, ttl: Duration, cache: CachePolicy) -> (Fixture, RunningBroker) {

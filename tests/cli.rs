@@ -13,13 +13,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use vertex_broker::rotation::Step;
 
 fn cli(emu: &Emulator) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(support::aws_env())
-        .env("VERTEX_BROKER_IAM_ENDPOINT", emu.url())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_vertex-broker"));
+    cmd.envs(support::aws_env()).env("VERTEX_BROKER_IAM_ENDPOINT", emu.url());
     cmd
 }
 
@@ -213,7 +208,7 @@ async fn status_reports_each_warning_on_a_setup_built_to_trigger_it() {
 /// as the banner's curl lines do; returns the HTTP status.
 async fn dev_token_at_vertex(port: u16, emulator_url: &str) -> u16 {
     let token: Value = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/token"))
+        .get(format!("http://127.0.0.1:{port}{}", support::TOKEN_PATH))
         .header("Metadata-Flavor", "Google")
         .send()
         .await
@@ -391,10 +386,8 @@ async fn dev_keyless_federates_offline_and_its_doctor_line_passes() {
     // The banner's doctor line walks the same keyless path, every step ok.
     assert!(doctor_env.iter().any(|(k, _)| k == "AWS_SECRET_ACCESS_KEY"), "{doctor_env:?}");
     let addr = format!("127.0.0.1:{port}");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
+    let out = support::clean_command(env!("CARGO_BIN_EXE_vertex-broker"))
         .args(["doctor", "--output", "json"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(doctor_env)
         .env("GCE_METADATA_HOST", &addr)
         .env("GCE_METADATA_IP", &addr)

@@ -20,9 +20,8 @@ fn extension_binary() -> tokio::process::Command {
 
 fn extension(api: &ExtensionsApi, port: u16) -> tokio::process::Command {
     let mut cmd = extension_binary();
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+    support::clean_env(cmd.as_std_mut());
+    cmd.env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
         .envs(support::aws_env())
         .env("VERTEX_BROKER_PORT", port.to_string())
         .stdout(Stdio::null())
@@ -33,7 +32,7 @@ fn extension(api: &ExtensionsApi, port: u16) -> tokio::process::Command {
 
 async fn get_token(port: u16) -> Result<serde_json::Value, reqwest::Error> {
     reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/token"))
+        .get(format!("http://127.0.0.1:{port}{}", support::TOKEN_PATH))
         .header("Metadata-Flavor", "Google")
         .send()
         .await?
@@ -96,7 +95,9 @@ async fn a_missing_secret_id_reaches_init_error_naming_the_variable() {
 
 #[tokio::test]
 async fn outside_lambda_it_says_where_it_belongs_instead_of_panicking() {
-    let out = extension_binary().env_clear().env("VERTEX_BROKER_SECRET_ID", "s").output().await.unwrap();
+    let mut cmd = extension_binary();
+    support::clean_env(cmd.as_std_mut()).env("VERTEX_BROKER_SECRET_ID", "s");
+    let out = cmd.output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("AWS_LAMBDA_RUNTIME_API is not set") && stderr.contains("vertex-broker serve"), "{stderr}");
@@ -122,7 +123,7 @@ async fn the_exec_wrapper_points_google_libraries_at_the_broker_and_runs_the_run
     let wrapper = concat!(env!("CARGO_MANIFEST_DIR"), "/layer/vertex-broker-wrapper");
     let run = |vars: &[(&str, &str)]| {
         let mut cmd = std::process::Command::new(wrapper);
-        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        support::clean_env(&mut cmd);
         for (k, v) in vars {
             cmd.env(k, v);
         }
@@ -159,13 +160,11 @@ async fn running_extension(f: &Fixture, env: &[(&str, &str)]) -> (ExtensionsApi,
         .spawn()
         .unwrap();
     api.wait_for(Duration::from_secs(10), |s| s.polls >= 1).await;
-    for _ in 0..200 {
-        if get_token(port).await.is_ok() {
-            return (api, child, port);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the extension did not serve a token");
+    support::wait_for("the extension serving a token", Duration::from_secs(5), || async {
+        get_token(port).await.ok().map(drop)
+    })
+    .await;
+    (api, child, port)
 }
 
 /// Sends an INVOKE and returns how long the extension took to ask for the next event.

@@ -37,11 +37,9 @@ async fn generate(emu: &Emulator, token: &str) -> u16 {
 async fn google_auth(config: &serde_json::Value, creds: &AwsCredentials) -> serde_json::Value {
     let path = std::env::temp_dir().join(format!("{}.json", support::unique("cred-config")));
     std::fs::write(&path, config.to_string()).unwrap();
-    let out = tokio::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"))
+    let out = support::clean_command(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"))
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/external_account.py"))
         .arg(&path)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(creds.env())
         .output()
         .await
@@ -202,7 +200,7 @@ async fn googles_refusals_reach_the_client_with_googles_reason() {
     let target = support::account("fed-target");
 
     let refusal = |b: RunningBroker| async move {
-        let r = b.get("/computeMetadata/v1/instance/service-accounts/default/token").await;
+        let r = b.get(support::TOKEN_PATH).await;
         (r.status().as_u16(), r.text().await.unwrap())
     };
     // The role has no binding on the account.
@@ -251,7 +249,7 @@ async fn impersonation_from_a_rotated_key_with_short_and_refused_long_lifetimes(
     assert_eq!(f.emu.counters(&target).access_tokens, 1, "one impersonated mint serves every request");
 
     let refused = start(43200).await;
-    let r = refused.get("/computeMetadata/v1/instance/service-accounts/default/token").await;
+    let r = refused.get(support::TOKEN_PATH).await;
     assert_eq!(r.status(), 503);
     let body = r.text().await.unwrap();
     assert!(body.contains("constraints/iam.allowServiceAccountCredentialLifetimeExtension"), "{body}");
@@ -264,16 +262,8 @@ async fn impersonation_from_a_rotated_key_with_short_and_refused_long_lifetimes(
 /// The `vertex-broker` CLI with only `env` (plus PATH and an empty HOME): no AWS or Google
 /// configuration it could fall back on.
 fn cli(env: &[(&str, String)]) -> tokio::process::Command {
-    let home = std::env::temp_dir().join(support::unique("cli-home"));
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_vertex-broker"));
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true").envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     cmd
 }
 
@@ -322,12 +312,7 @@ async fn serve_federates_with_container_credentials_for_python_node_go_and_java_
     let _serve =
         cli(&env).arg("serve").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let addr = format!("127.0.0.1:{port}");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    support::wait_listening(port).await;
 
     for (name, mut cmd) in support::broker::google_clients(&addr, AUDIENCE) {
         let out = cmd.output().await.unwrap_or_else(|e| panic!("{name}: {e} (the test command installs it)"));

@@ -239,7 +239,7 @@ async fn serve_writes_an_audit_line_per_call_and_emf_counts_that_match_and_never
         post(&format!("{base}:generateContent"), &prompt(MARKER), &[("x-vertex-broker-timeout-ms", "100")]).await;
     assert_eq!(limited.status(), 429);
     let token = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/token"))
+        .get(format!("http://127.0.0.1:{port}{}", support::TOKEN_PATH))
         .header("Metadata-Flavor", "Google")
         .send()
         .await

@@ -14,7 +14,7 @@ use support::Fixture;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-const TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+use support::TOKEN_PATH as TOKEN;
 
 /// A running `vertex-broker serve`, its stderr lines collected.
 struct Serve {
@@ -36,9 +36,8 @@ impl Serve {
             }
             None => tokio::process::Command::new(bin),
         };
+        support::clean_env(cmd.as_std_mut());
         cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("VERTEX_BROKER_SECRET_ID", &f.secret)
             .env("VERTEX_BROKER_PORT", port.to_string())
             .env("VERTEX_BROKER_LOG", "info")
@@ -58,17 +57,12 @@ impl Serve {
                 }
             }
         });
-        for _ in 0..400 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                let serve = Self { child, port, logs };
-                // Warm: the first token is minted (so later probes measure the listener alone).
-                let (status, body) = serve.get(TOKEN, &[]).await;
-                assert_eq!(status, 200, "{body}");
-                return serve;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("vertex-broker serve did not listen on {port}");
+        support::wait_listening(port).await;
+        let serve = Self { child, port, logs };
+        // Warm: the first token is minted (so later probes measure the listener alone).
+        let (status, body) = serve.get(TOKEN, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        serve
     }
 
     fn pid(&self) -> u32 {
@@ -427,15 +421,10 @@ async fn sighup_rereads_the_secret_and_the_broker_survives() {
     assert_ne!(b.status().await["accounts"][0]["secret_version"], new_version.as_str(), "TTL 1h: not re-read yet");
 
     b.signal("-HUP");
-    let mut seen = serde_json::Value::Null;
-    for _ in 0..100 {
-        seen = b.status().await["accounts"][0]["secret_version"].clone();
-        if seen == new_version.as_str() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(seen, new_version.as_str(), "SIGHUP re-read the secret");
+    support::wait_for("SIGHUP re-reading the secret", Duration::from_secs(5), || async {
+        (b.status().await["accounts"][0]["secret_version"] == new_version.as_str()).then_some(())
+    })
+    .await;
     assert!(b.child.try_wait().unwrap().is_none(), "still running after SIGHUP");
     let (status, body) = b.get(&format!("{TOKEN}?scopes=openid"), &[]).await;
     assert_eq!(status, 200, "{body}");

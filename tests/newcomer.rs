@@ -5,18 +5,15 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use test_support as support;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CLI: &str = env!("CARGO_BIN_EXE_vertex-broker");
 
-/// The CLI with an empty environment but PATH (and HOME pointing nowhere, so no AWS profile).
+/// The CLI with an empty environment but PATH (and an empty HOME, so no AWS profile).
 fn cli(args: &[&str]) -> Command {
     let mut cmd = Command::new(CLI);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir().join("vertex-broker-no-home"))
-        .stdin(Stdio::null());
+    support::clean_env(&mut cmd).args(args);
     cmd
 }
 

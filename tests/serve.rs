@@ -30,7 +30,7 @@ fn signal(child: &tokio::process::Child, sig: &str) {
     assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
 }
 
-const TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+use support::TOKEN_PATH as TOKEN;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_survives_a_rotated_away_key_logs_nothing_secret_and_stops_on_sigterm() {
@@ -95,13 +95,7 @@ async fn serve_stops_on_sigint_and_refuses_to_start_without_a_secret() {
     let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("stops on SIGINT").unwrap();
     assert!(status.success());
 
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .await
-        .unwrap();
+    let out = support::clean_command(env!("CARGO_BIN_EXE_vertex-broker")).arg("serve").output().await.unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("VERTEX_BROKER_SECRET_ID"));
 }

@@ -18,7 +18,7 @@ use vertex_broker::rotation::{ErrorClass, Rotation, RotationEvent, Step};
 use vertex_broker::store::SecretsManagerStore;
 
 const SOAK: Duration = Duration::from_secs(65);
-const TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+use support::TOKEN_PATH as TOKEN;
 const SCOPES: [&str; 3] = [
     "",
     "?scopes=https://www.googleapis.com/auth/cloud-platform,openid",
@@ -116,10 +116,8 @@ async fn a_minute_of_rotations_google_failures_and_a_secrets_manager_restart_los
     sm.create_secret().name(&name).secret_string(emu.seed_key(&account)).send().await.unwrap();
 
     let port = support::free_port();
-    let mut broker = tokio::process::Command::new(env!("CARGO_BIN_EXE_vertex-broker"))
+    let mut broker = support::clean_command(env!("CARGO_BIN_EXE_vertex-broker"))
         .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("VERTEX_BROKER_SECRET_ID", &name)
         .env("VERTEX_BROKER_PORT", port.to_string())
         .env("VERTEX_BROKER_SECRET_TTL", "2s")
@@ -138,16 +136,11 @@ async fn a_minute_of_rotations_google_failures_and_a_secrets_manager_restart_los
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     for scopes in SCOPES {
-        let mut served = false;
-        for _ in 0..200 {
+        support::wait_for(&format!("warm-up of {scopes:?}"), Duration::from_secs(10), || async {
             let r = http.get(format!("{base}{TOKEN}{scopes}")).header("Metadata-Flavor", "Google").send().await;
-            if r.is_ok_and(|r| r.status() == 200) {
-                served = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(served, "warm-up of {scopes:?}");
+            r.is_ok_and(|r| r.status() == 200).then_some(())
+        })
+        .await;
     }
 
     let started = Instant::now();

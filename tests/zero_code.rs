@@ -15,13 +15,7 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// `program args` run as a Lambda runtime would be: under the wrapper, with nothing of ours in
 /// the environment but the port and the SDKs' own variables.
 async fn under_wrapper(port: u16, program: &str, args: &[&str]) -> Value {
-    let home = std::env::temp_dir().join(format!("zero-code-{port}-{}", args.len()));
-    std::fs::create_dir_all(&home).unwrap();
-    let out = tokio::process::Command::new(format!("{REPO}/layer/vertex-broker-wrapper"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("CLOUDSDK_CONFIG", &home)
+    let out = support::clean_command(format!("{REPO}/layer/vertex-broker-wrapper"))
         .env("VERTEX_BROKER_PORT", port.to_string())
         .env("CLOUD_ML_REGION", "us-east5")
         .env("ANTHROPIC_VERTEX_PROJECT_ID", "proj-test")

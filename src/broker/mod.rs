@@ -1,22 +1,9 @@
 //! The broker: serves short-lived Google tokens to co-located code over 127.0.0.1, speaking the
 //! GCE metadata-server protocol so Google's own client libraries work unmodified.
 //!
-//! | module | what it does |
-//! |---|---|
-//! | [`token_cache`] | per-key token cache: refresh ahead, min life, single-flight, backoff, LRU cap |
-//! | [`mint_limit`] | Google quota a neighbour can spend: mints in flight, first mints per second |
-//! | [`account`] | one served account: its token source (rotated key or federation), impersonation, caches; INVOKE work |
-//! | [`guard`] | who may ask: loopback `Host` only, no browser (`Origin`, `Sec-Fetch-Site/Dest/User`) or proxy headers, GET with `Metadata-Flavor` |
-//! | [`metadata`] | the metadata protocol: routes, exact content types, 429 and 503 answers |
-//! | [`gateway`] | `/vertex/...`: the table of Vertex calls it forwards, with the account's token, streamed, retried within the deadline, audited |
-//! | [`metrics`] | CloudWatch EMF: counts and latencies aggregated between flushes |
-//! | [`invocation`] | the Lambda invocation running now: request id and deadline |
-//! | [`status`] | `/vertex-broker/v1/status`: counts and a few recent slots, nothing a neighbour could use |
-//! | [`connections`] | open connections: the cap, idle eviction, the drain on shutdown |
-//! | [`server`] | the hyper listener on 127.0.0.1: timeouts, accept back-off, 429 over the connection cap |
-//! | [`write_timeout`] | a connection whose peer stops reading is closed (its slot returns) |
-//! | [`signals`] | SIGTERM/SIGINT drain and stop, SIGHUP re-reads the secrets |
-//! | [`extension`] | the Lambda Extensions API loop (register, INVOKE, SHUTDOWN) |
+//! A request's path, file by file, is in the module map (`docs/ARCHITECTURE.md`): `server`
+//! accepts it, `guard` checks who asks, `metadata` or `gateway` routes it, an `account` answers
+//! from its `token_cache` or mints through its source.
 
 pub mod account;
 pub(crate) mod connections;

@@ -77,15 +77,8 @@ pub fn google_client(program: &str, b: &RunningBroker) -> tokio::process::Comman
 
 /// [`google_client`] for a broker at `addr` (`127.0.0.1:PORT`), e.g. a `serve` process.
 pub fn google_client_at(program: &str, addr: &str) -> tokio::process::Command {
-    let home = std::env::temp_dir().join(super::unique("client-home"));
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("CLOUDSDK_CONFIG", &home)
-        .env("GCE_METADATA_HOST", addr)
-        .env("GCE_METADATA_IP", addr);
+    let mut cmd = super::clean_command(program);
+    cmd.env("GCE_METADATA_HOST", addr).env("GCE_METADATA_IP", addr);
     cmd
 }
 

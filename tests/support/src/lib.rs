@@ -8,6 +8,7 @@ pub mod extensions_api;
 pub mod failing_store;
 pub mod federation;
 pub mod nginx;
+pub mod process;
 pub mod runtime_api;
 
 use std::io::{BufRead, BufReader};
@@ -24,6 +25,8 @@ use vertex_broker::google::iam::RetryPolicy;
 use vertex_broker::key::ServiceAccountKey;
 use vertex_broker::rotation::{Outcome, Rotation, RotationError, RotationEvent, RotationSettings, Step};
 use vertex_broker::store::{SecretStore, SecretsManagerStore};
+
+pub use process::{clean_command, clean_env, wait_for, wait_listening, TOKEN_PATH};
 
 /// The repository's root folder.
 pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -111,10 +114,8 @@ pub fn free_port() -> u16 {
 /// the fixture's secret on `port`, with nothing from this environment but PATH and moto's AWS
 /// variables; output piped, killed when dropped. Callers add variables and spawn it.
 pub fn serve_command(binary: &str, f: &Fixture, port: u16) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(binary);
+    let mut cmd = clean_command(binary);
     cmd.arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("VERTEX_BROKER_SECRET_ID", &f.secret)
         .env("VERTEX_BROKER_PORT", port.to_string())
         .envs(aws_env())
@@ -136,17 +137,6 @@ pub async fn stop_serve(mut child: tokio::process::Child) -> (String, String) {
     child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
     child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
     (out, err)
-}
-
-/// Waits until a process this test started (`serve`) listens on 127.0.0.1:`port` (5 s at most).
-pub async fn wait_listening(port: u16) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("nothing listens on 127.0.0.1:{port} after 5 s");
 }
 
 /// A server-sent-event answer read to its end: the first chunk as it arrived, when it arrived
