@@ -9,8 +9,9 @@ use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::server::{self, ListenError};
 use super::signals::Signals;
-use super::{server, Broker, BrokerError, BrokerSettings, InvokeWork};
+use super::{Broker, BrokerError, BrokerSettings, InvokeWork};
 use crate::config::{Config, ConfigError, LambdaCredentials, NotInLambda};
 use crate::store::SecretsManagerStore;
 
@@ -39,14 +40,9 @@ pub enum StartError {
     /// The settings name no usable source of credentials.
     #[error(transparent)]
     Broker(#[from] BrokerError),
-    /// The port is taken.
-    #[error("cannot listen on 127.0.0.1:{port}: {source}; set VERTEX_BROKER_PORT to a free port")]
-    Listen {
-        /// The port asked for.
-        port: u16,
-        /// Why binding failed.
-        source: std::io::Error,
-    },
+    /// The port is taken, or signals cannot be handled.
+    #[error("{}", listen_hint(.0))]
+    Listen(#[from] ListenError),
     #[error(
         "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION must be set (Lambda sets them for the function's role)"
     )]
@@ -54,11 +50,19 @@ pub enum StartError {
     NoAwsEnvironment,
 }
 
+/// A taken port names the variable that moves it.
+fn listen_hint(e: &ListenError) -> String {
+    match e {
+        ListenError::Port { .. } => format!("{e}; set VERTEX_BROKER_PORT to a free port"),
+        ListenError::Signals(_) => e.to_string(),
+    }
+}
+
 impl StartError {
     /// The error type Lambda records for the failed INIT.
     pub fn error_type(&self) -> &'static str {
         match self {
-            StartError::Listen { .. } => "Extension.ListenFailed",
+            StartError::Listen(_) => "Extension.ListenFailed",
             StartError::Config(_) | StartError::Broker(_) | StartError::NoAwsEnvironment => "Extension.ConfigInvalid",
         }
     }
@@ -79,7 +83,7 @@ pub async fn run() -> Result<(), ExtensionError> {
     crate::telemetry::init(config.as_ref().ok().and_then(|c| c.log.as_deref()).unwrap_or("info"), true);
     // Listener first: the function's init code may call it as soon as it starts.
     let port = config.as_ref().map(|c| c.port).unwrap_or(crate::config::DEFAULT_PORT);
-    let listener = server::bind(port).await;
+    let listening = server::listen(port).await;
     let limits = config.as_ref().map(|c| c.limits).unwrap_or_default();
     let (events, stopped) = Events::new(limits.drain_timeout, limits.invoke_budget);
     let handler = {
@@ -98,7 +102,7 @@ pub async fn run() -> Result<(), ExtensionError> {
         .register()
         .await
         .map_err(ExtensionError::Api)?;
-    let (broker, listener) = match start(config, listener, port).await {
+    let (broker, listener, signals) = match start(config, listening).await {
         Ok(started) => started,
         Err(e) => {
             tracing::error!(error = %e, "vertex-broker cannot start");
@@ -113,13 +117,13 @@ pub async fn run() -> Result<(), ExtensionError> {
     });
     // As in `serve`: SIGHUP re-reads the secrets, SIGTERM/SIGINT drain and stop (Lambda itself
     // stops extensions with SHUTDOWN).
-    if let Ok(signals) = Signals::install() {
+    tokio::spawn({
         let (broker, events) = (broker.clone(), events.clone());
-        tokio::spawn(async move {
+        async move {
             signals.until_stop(broker).await;
             events.stop(limits.drain_timeout);
-        });
-    }
+        }
+    });
     let serving = tokio::spawn(server::serve(broker.clone(), listener, until_shutdown(stopped.clone())));
     tokio::select! {
         r = registered.run() => r.map_err(ExtensionError::Api)?,
@@ -134,16 +138,15 @@ pub async fn run() -> Result<(), ExtensionError> {
 /// The broker, from the configuration read and the port bound before registering.
 async fn start(
     config: Result<Config, ConfigError>,
-    listener: std::io::Result<TcpListener>,
-    port: u16,
-) -> Result<(Arc<Broker>, TcpListener), StartError> {
+    listening: Result<(TcpListener, Signals), ListenError>,
+) -> Result<(Arc<Broker>, TcpListener, Signals), StartError> {
     let config = config?;
-    let listener = listener.map_err(|source| StartError::Listen { port, source })?;
+    let (listener, signals) = listening?;
     let credentials = LambdaCredentials::from_env().ok_or(StartError::NoAwsEnvironment)?;
     let store = Arc::new(SecretsManagerStore::from_lambda(&credentials));
     let mut settings = BrokerSettings::from(&config);
     settings.aws = Some(crate::google::federation::AwsIdentity::from_lambda(&credentials));
-    Ok((Arc::new(Broker::new(&settings, store)?), listener))
+    Ok((Arc::new(Broker::new(&settings, store)?), listener, signals))
 }
 
 /// What the Extensions API's events do: INVOKE starts the work due, SHUTDOWN sets how long to

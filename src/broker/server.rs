@@ -27,6 +27,7 @@ use super::connections::{Admitted, Connections, NoRoom};
 use super::gateway::{self, ResponseBody};
 use super::metadata::{self, Reply};
 use super::refusal::Refusal;
+use super::signals::Signals;
 use super::write_timeout::WriteTimeout;
 use super::Broker;
 
@@ -44,6 +45,31 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Binds 127.0.0.1:`port` (0 picks a free one). Never any other address.
 pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind(("127.0.0.1", port)).await
+}
+
+/// Why a process serving a broker could not start listening.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// SIGTERM, SIGINT or SIGHUP could not be handled.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The port is taken (or not ours to take).
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Port {
+        /// The port asked for.
+        port: u16,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+}
+
+/// A process's listener (the extension's, `serve`'s, `dev`'s): the signal handlers installed
+/// first, so that a signal arriving as soon as the port opens is handled rather than killing
+/// the process, then 127.0.0.1:`port` bound.
+pub async fn listen(port: u16) -> Result<(TcpListener, Signals), ListenError> {
+    let signals = Signals::install().map_err(ListenError::Signals)?;
+    let listener = bind(port).await.map_err(|source| ListenError::Port { port, source })?;
+    Ok((listener, signals))
 }
 
 /// Serves until `shutdown` resolves with how long to drain: then stops accepting, closes idle

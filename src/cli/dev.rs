@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use super::{Failure, Printer};
-use crate::broker::signals::Signals;
 use crate::dev::DevOptions;
 
 /// Shortest accepted `--rotate-every`: each rotation mints a key and revokes an aged-out one,
@@ -46,9 +45,7 @@ pub async fn run(args: Args, out: Printer) -> Result<(), Failure> {
         ));
     }
     let opts = DevOptions { port: args.port, rotate_every: args.rotate_every, keyless: args.keyless };
-    // Installed before the port opens, so a signal that arrives early still stops cleanly.
-    let signals = Signals::install().map_err(|e| Failure::failed(format!("cannot install signal handlers: {e}")))?;
-    crate::dev::run(opts, signals, |line| out.progress(line)).await.map_err(|e| Failure::failed(e.to_string()))
+    crate::dev::run(opts, |line| out.progress(line)).await.map_err(|e| Failure::failed(e.to_string()))
 }
 
 #[cfg(test)]

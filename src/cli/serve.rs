@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{AwsSide, Failure, Printer};
-use crate::broker::signals::Signals;
-use crate::broker::{server, Broker};
+use crate::broker::server::{self, ListenError};
+use crate::broker::Broker;
 use crate::config::{check_source, Config};
 use crate::text::split_list;
 
@@ -37,10 +37,10 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
         config.secret_ids = split_list(&s);
     }
     check_source(&config.secret_ids, config.credential_config.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
-    let signals = Signals::install().map_err(|e| Failure::failed(format!("cannot install signal handlers: {e}")))?;
     // Listen first: clients can connect while the AWS configuration loads.
-    let listener = server::bind(config.port).await.map_err(|e| {
-        Failure::failed(format!("cannot listen on 127.0.0.1:{}: {e}; pick another with --port", config.port))
+    let (listener, signals) = server::listen(config.port).await.map_err(|e| match e {
+        ListenError::Port { .. } => Failure::failed(format!("{e}; pick another with --port")),
+        ListenError::Signals(_) => Failure::failed(e.to_string()),
     })?;
     let aws = AwsSide::load().await;
     let broker =

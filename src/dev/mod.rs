@@ -9,9 +9,9 @@ mod secrets_api;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::broker::signals::Signals;
+use crate::broker::server::{self, ListenError};
 use crate::broker::token_cache::CachePolicy;
-use crate::broker::{server, Broker, BrokerSettings};
+use crate::broker::{Broker, BrokerSettings};
 use crate::config::RevokeMode;
 use crate::google::federation::{AwsIdentity, CredentialConfig};
 use crate::google::iam::RetryPolicy;
@@ -55,6 +55,9 @@ pub enum DevError {
         /// Why binding failed.
         source: std::io::Error,
     },
+    /// SIGTERM, SIGINT or SIGHUP could not be handled.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
     /// The keyless sandbox's configuration file could not be written.
     #[error("cannot write the sandbox's credential configuration to {path}: {source}")]
     Config {
@@ -67,10 +70,13 @@ pub enum DevError {
 
 /// Runs the sandbox until SIGTERM or SIGINT (SIGHUP re-reads the sandbox's secret, as in
 /// `serve`). `say` receives each line meant for the user.
-pub async fn run(opts: DevOptions, signals: Signals, say: impl Fn(String)) -> Result<(), DevError> {
+pub async fn run(opts: DevOptions, say: impl Fn(String)) -> Result<(), DevError> {
     let google = google_emulator::Emulator::start().await.map_err(DevError::Emulator)?;
     let store = Arc::new(MemoryStore::new());
-    let listener = server::bind(opts.port).await.map_err(|source| DevError::Listen { port: opts.port, source })?;
+    let (listener, signals) = server::listen(opts.port).await.map_err(|e| match e {
+        ListenError::Port { port, source } => DevError::Listen { port, source },
+        ListenError::Signals(source) => DevError::Signals(source),
+    })?;
     let addr = listener.local_addr().map_err(|source| DevError::Listen { port: opts.port, source })?;
     let g = google.url();
 
