@@ -21,7 +21,7 @@ pub struct Args {
     /// The secret's name or ARN in Secrets Manager (created when it does not exist).
     secret: String,
     #[command(flatten)]
-    source: Source,
+    source: FirstKey,
     /// Admin key file for --service-account (default: VERTEX_BROKER_ADMIN_SECRET_ID's key).
     #[arg(long)]
     admin_key_file: Option<PathBuf>,
@@ -29,7 +29,7 @@ pub struct Args {
 
 #[derive(clap::Args)]
 #[group(required = true, multiple = false)]
-struct Source {
+struct FirstKey {
     /// A Google service-account JSON key file.
     #[arg(long)]
     key_file: Option<PathBuf>,

@@ -20,7 +20,7 @@ pub struct Args {
     /// The secret's name or ARN in Secrets Manager.
     secret: String,
     #[command(flatten)]
-    which: Which,
+    which: Revoked,
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
@@ -28,7 +28,7 @@ pub struct Args {
 
 #[derive(clap::Args)]
 #[group(required = true, multiple = false)]
-struct Which {
+struct Revoked {
     /// One key by id.
     #[arg(long)]
     key_id: Option<String>,

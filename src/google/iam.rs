@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Credential;
+use super::{Credential, ErrorBody, ErrorDetail};
 use crate::key::ServiceAccountKey;
 
 /// A key as IAM lists it (never with private material).
@@ -125,19 +125,6 @@ impl IamError {
     fn is_retryable(&self) -> bool {
         matches!(self, IamError::Unavailable { .. } | IamError::Connect { .. } | IamError::Timeout { .. })
     }
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    status: String,
 }
 
 #[derive(Deserialize)]

@@ -4,14 +4,12 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::token::{Token, TokenError};
-use super::Credential;
+use super::{Credential, ErrorBody};
 
 /// Google's IAM Credentials base URL.
 pub const DEFAULT_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
@@ -54,24 +52,6 @@ struct IdAnswer {
     token: String,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: GoogleError,
-}
-
-#[derive(Deserialize)]
-struct GoogleError {
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    message: String,
-}
-
-#[derive(Deserialize)]
-struct IdClaims {
-    exp: i64,
-}
-
 /// Calls IAM Credentials with `caller`'s token.
 #[derive(Clone)]
 pub struct IamCredentials {
@@ -105,13 +85,7 @@ impl IamCredentials {
         let url = to.url.replace(":generateAccessToken", ":generateIdToken");
         let body = json!({ "audience": audience, "includeEmail": true, "delegates": to.delegates() });
         let answer: IdAnswer = self.call(&url, caller, &body).await?;
-        let exp = answer
-            .token
-            .split('.')
-            .nth(1)
-            .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-            .and_then(|c| serde_json::from_slice::<IdClaims>(&c).ok())
-            .and_then(|c| DateTime::from_timestamp(c.exp, 0))
+        let exp = super::id_token_expiry(&answer.token)
             .ok_or_else(|| TokenError::BadResponse { uri: url, message: "the token is not a JWT with exp".into() })?;
         Ok(Token { bearer: Credential::new(answer.token), expires_at: exp })
     }

@@ -34,3 +34,33 @@ impl fmt::Debug for Credential {
         f.write_str("Credential(<redacted>)")
     }
 }
+
+/// Google's JSON error body (`{"error": {"code", "message", "status"}}`), as IAM and IAM
+/// Credentials answer a refusal.
+#[derive(serde::Deserialize)]
+pub(crate) struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(serde::Deserialize)]
+pub(crate) struct ErrorDetail {
+    #[serde(default)]
+    pub message: String,
+    /// Such as `PERMISSION_DENIED`.
+    #[serde(default)]
+    pub status: String,
+}
+
+/// When a Google-signed ID token (a JWT) expires: its `exp` claim. The signature is Google's
+/// to check; the broker only needs to know when to renew.
+pub(crate) fn id_token_expiry(jwt: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use base64::Engine;
+
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: i64,
+    }
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1)?).ok()?;
+    chrono::DateTime::from_timestamp(serde_json::from_slice::<Claims>(&payload).ok()?.exp, 0)
+}

@@ -94,11 +94,6 @@ struct IdTokenAnswer {
     error_description: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct IdClaims {
-    exp: i64,
-}
-
 /// yup-oauth2's HTTP client type, over rustls with the system's roots.
 type OauthClient = hyper_util::client::legacy::Client<
     yup_oauth2::hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -212,12 +207,7 @@ impl TokenClient {
             uri: uri.clone(),
             message: format!("HTTP {status} without id_token"),
         })?;
-        let exp = id_token
-            .split('.')
-            .nth(1)
-            .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-            .and_then(|c| serde_json::from_slice::<IdClaims>(&c).ok())
-            .and_then(|c| DateTime::from_timestamp(c.exp, 0))
+        let exp = super::id_token_expiry(&id_token)
             .ok_or_else(|| TokenError::BadResponse { uri, message: "the id_token is not a JWT with exp".into() })?;
         Ok(Token { bearer: Credential::new(id_token), expires_at: exp })
     }

@@ -120,15 +120,15 @@ fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 
 /// Which occurrence of a key to read.
 #[derive(Clone, Copy)]
-enum Which {
+enum Occurrence {
     First,
     Last,
 }
-use Which::{First, Last};
+use Occurrence::{First, Last};
 
 /// The counts of the JSON object after `"key":` at its first or last occurrence in `buf`, if
 /// that object is whole there.
-fn object_after(buf: &[u8], key: &[u8], which: Which) -> Option<Counts> {
+fn object_after(buf: &[u8], key: &[u8], which: Occurrence) -> Option<Counts> {
     let at = match which {
         First => memchr::memmem::find(buf, key)?,
         Last => memchr::memmem::rfind(buf, key)?,
