@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::account::Origin;
 use super::token_cache::{SlotView, TokenCache};
 use super::Broker;
 use crate::google::scopes::{Audience, ScopeKey};
@@ -27,7 +28,14 @@ pub fn report(broker: &Broker) -> String {
             let counters = a.counters();
             json!({
                 "alias": if i == 0 { Some("default") } else { None },
-                "secret_id": a.label(),
+                "source": match a.origin() {
+                    Origin::RotatedKey { .. } => "rotated key",
+                    Origin::Federation { .. } => "federation",
+                },
+                "secret_id": match a.origin() {
+                    Origin::RotatedKey { secret_id } => Some(secret_id),
+                    Origin::Federation { .. } => None,
+                },
                 "email": current.as_ref().map(|c| c.key.client_email()),
                 "secret_version": current.as_ref().map(|c| c.version_id.as_str()),
                 "secret_error": secret_error,
