@@ -313,6 +313,10 @@ async fn keeps_serving_through_rotations_and_mints_from_the_new_key_after_the_tt
     assert_eq!(f.emu.token_key_id(&latest).as_deref(), Some(new_key.as_str()), "minted from the new key");
     let status: serde_json::Value = b.get("/vertex-broker/v1/status").await.json().await.unwrap();
     assert_eq!(status["accounts"][0]["secret_version"], f.version_with("AWSCURRENT").await.unwrap().as_str());
+    assert_eq!(
+        (&status["accounts"][0]["source"], &status["accounts"][0]["secret_id"]),
+        (&serde_json::json!("rotated key"), &serde_json::json!(f.secret))
+    );
 }
 
 #[tokio::test]

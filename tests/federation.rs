@@ -178,6 +178,9 @@ async fn the_broker_federates_and_impersonates_for_google_auth_with_no_key() {
     assert_eq!(generate(&emu, token).await, 200);
     let claims = jwt_claims(v["id_token"].as_str().unwrap());
     assert_eq!((claims["aud"].as_str(), claims["email"].as_str()), (Some(AUDIENCE), Some(target.as_str())));
+    let status: serde_json::Value = b.get("/vertex-broker/v1/status").await.json().await.unwrap();
+    let account = &status["accounts"][0];
+    assert_eq!((account["source"].as_str(), &account["secret_id"]), (Some("federation"), &serde_json::Value::Null));
 
     // Without impersonation: the federated principal's own token; no ID tokens, and why.
     let b = federated_broker(federation::credential_config(&emu, &audience, None), &creds, |_| {}).await;
