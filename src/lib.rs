@@ -27,6 +27,8 @@ pub mod dev;
 pub mod doctor;
 pub mod google;
 pub mod key;
+#[cfg(feature = "broker")]
+pub mod minter;
 #[cfg(feature = "cli")]
 pub mod operator;
 pub mod retry;

@@ -33,6 +33,9 @@ enum Command {
     /// Print a fresh access token (or an ID token with --audience), like `gcloud auth print-access-token`,
     /// from the configured source: a rotated key, or federation; impersonating when configured.
     Token(cli::token::Args),
+    /// Central minting, once: renew the tokens in the token secret that are past half their life
+    /// (what the vertex-broker-minter function does on its schedule).
+    Mint(cli::mint::Args),
     /// Run the broker as a daemon on 127.0.0.1 (ECS sidecar, EC2, a laptop); stops on SIGTERM/SIGINT.
     Serve(cli::serve::Args),
     /// Check a configuration end to end: source, AWS identity, exchange, impersonation, lifetime,
@@ -71,6 +74,7 @@ async fn main() -> std::process::ExitCode {
         Command::Init(args) => cli::init::run(args, &config, out).await,
         Command::Revoke(args) => cli::revoke::run(args, &config, out).await,
         Command::Token(args) => cli::token::run(args, config, out).await,
+        Command::Mint(args) => cli::mint::run(args, &config, out).await,
         Command::Serve(args) => cli::serve::run(args, config, out).await,
         Command::Doctor(args) => cli::doctor::run(args, config, out).await,
         Command::Dev(args) => cli::dev::run(args, out).await,

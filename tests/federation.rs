@@ -17,21 +17,7 @@ use vertex_broker::store::MemoryStore;
 
 const AUDIENCE: &str = "https://example.run.app";
 
-/// Calls the emulator's Vertex `:generateContent` with `token`; returns the HTTP status.
-async fn generate(emu: &Emulator, token: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!(
-            "{}/v1/projects/proj-test/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
-            emu.url()
-        ))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
+use support::{generate, jwt_claims};
 
 /// Runs google-auth's `external_account` flow with `config` and `creds` in the environment.
 async fn google_auth(config: &serde_json::Value, creds: &AwsCredentials) -> serde_json::Value {
@@ -152,12 +138,6 @@ async fn python_client(b: &RunningBroker) -> serde_json::Value {
     let out = cmd.output().await.unwrap();
     assert!(out.status.success(), "python google-auth: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn jwt_claims(jwt: &str) -> serde_json::Value {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

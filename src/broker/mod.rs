@@ -53,6 +53,9 @@ pub struct BrokerSettings {
     pub cache: CachePolicy,
     /// Bounds against neighbours: connections, slots, mints.
     pub limits: Limits,
+    /// Central minting: the token secret the default account serves from, minting nothing
+    /// (`VERTEX_BROKER_TOKEN_SECRET_ID`, alone).
+    pub token_secret_id: Option<String>,
     /// Federation instead of a secret for the default account (`VERTEX_BROKER_CREDENTIAL_CONFIG`).
     pub credential_config: Option<CredentialConfig>,
     /// The AWS credentials and region federation signs with (set by the binary: Lambda's
@@ -93,6 +96,7 @@ impl From<&Config> for BrokerSettings {
     fn from(c: &Config) -> Self {
         Self {
             credential_config: c.credential_config.clone(),
+            token_secret_id: c.token_secret_id.clone(),
             aws: None,
             impersonate: c.impersonate.clone(),
             delegates: c.delegates.clone(),
@@ -127,6 +131,13 @@ pub enum BrokerError {
     )]
     /// Federation without AWS credentials to sign with.
     NoAwsCredentials,
+    /// A token secret beside a key or federation: the broker either mints or reads.
+    #[error(
+        "VERTEX_BROKER_TOKEN_SECRET_ID is set beside VERTEX_BROKER_SECRET_ID or VERTEX_BROKER_CREDENTIAL_CONFIG: \
+         a broker either reads the minter's tokens (central minting: set only the first) or mints its own (unset it); \
+         the minter itself takes both"
+    )]
+    TwoSources,
 }
 
 /// What an INVOKE event's work came to within its budget.
@@ -159,7 +170,16 @@ pub struct Broker {
 impl Broker {
     /// The broker for `settings`, reading keys from `store`; fails on settings that cannot work.
     pub fn new(settings: &BrokerSettings, store: Arc<dyn SecretStore>) -> Result<Self, BrokerError> {
-        crate::config::check_source(&settings.secret_ids, settings.credential_config.as_ref())?;
+        crate::config::check_source(
+            &settings.secret_ids,
+            settings.credential_config.as_ref(),
+            settings.token_secret_id.as_deref(),
+        )?;
+        if settings.token_secret_id.is_some()
+            && (!settings.secret_ids.is_empty() || settings.credential_config.is_some())
+        {
+            return Err(BrokerError::TwoSources);
+        }
         let default_scopes = settings.scopes.clone();
         // One token client, one IAM Credentials client and one mint limiter for every account:
         // TLS roots load once, connections are shared, and Google quota is bounded for the
@@ -193,6 +213,11 @@ impl Broker {
             limiter: Arc::new(MintLimiter::new(settings.limits.max_mints, settings.limits.mint_rate)),
         };
         let mut accounts: Vec<Account> = Vec::new();
+        if let Some(id) = &settings.token_secret_id {
+            // Central minting: the minter impersonates; this account only reads what it wrote.
+            let account = Account::stored(id.clone(), store.clone(), &limits, metrics.clone());
+            return Ok(Self::with_accounts(settings, vec![account], default_scopes, metrics));
+        }
         if let Some(config) = &settings.credential_config {
             let aws = settings.aws.clone().ok_or(BrokerError::NoAwsCredentials)?;
             let federation = Federation::new(config.clone(), aws, settings.http_timeout);
@@ -214,9 +239,17 @@ impl Broker {
             let first = accounts.remove(0).impersonating(i, iam);
             accounts.insert(0, first);
         }
-        let accounts = accounts.into_iter().map(Arc::new).collect();
-        Ok(Self {
-            accounts,
+        Ok(Self::with_accounts(settings, accounts, default_scopes, metrics))
+    }
+
+    fn with_accounts(
+        settings: &BrokerSettings,
+        accounts: Vec<Account>,
+        default_scopes: ScopeKey,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            accounts: accounts.into_iter().map(Arc::new).collect(),
             default_scopes,
             limits: settings.limits,
             project_id: settings.project_id.clone(),
@@ -226,7 +259,7 @@ impl Broker {
             invocation: CurrentInvocation::default(),
             token_endpoints: settings.token_endpoints,
             audit: settings.audit,
-        })
+        }
     }
 
     /// Every served account, `default` first.

@@ -62,6 +62,7 @@ impl Refusal {
                 ),
             )
             .retry_after(limit.retry_after()),
+            NoToken::NotMinted(why) => Self::not_found(format!("{what} not available: {why}")),
         }
     }
 }

@@ -31,11 +31,17 @@ pub fn report(broker: &Broker) -> String {
                 "source": match a.origin() {
                     Origin::RotatedKey { .. } => "rotated key",
                     Origin::Federation { .. } => "federation",
+                    Origin::Stored { .. } => "central minting",
                 },
                 "secret_id": match a.origin() {
-                    Origin::RotatedKey { secret_id } => Some(secret_id),
+                    Origin::RotatedKey { secret_id } | Origin::Stored { secret_id } => Some(secret_id),
                     Origin::Federation { .. } => None,
                 },
+                "stored_tokens": a.stored_status().map(|(held, error)| json!({
+                    "written_at": held.as_ref().map(|h| h.written_at.to_rfc3339()),
+                    "least_life_left_s": held.as_ref().and_then(|h| h.least_life_left(now)),
+                    "error": error,
+                })),
                 "email": current.as_ref().map(|c| c.key.client_email()),
                 "secret_version": current.as_ref().map(|c| c.version_id.as_str()),
                 "secret_error": secret_error,

@@ -6,6 +6,7 @@
 pub mod dev;
 pub mod doctor;
 pub mod init;
+pub mod mint;
 pub mod revoke;
 pub mod rotate;
 pub mod serve;

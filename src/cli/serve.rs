@@ -36,7 +36,8 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
     if let Some(s) = args.secret {
         config.secret_ids = split_list(&s);
     }
-    check_source(&config.secret_ids, config.credential_config.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
+    check_source(&config.secret_ids, config.credential_config.as_ref(), config.token_secret_id.as_deref())
+        .map_err(|e| Failure::usage(e.to_string()))?;
     // Listen first: clients can connect while the AWS configuration loads.
     let (listener, signals) = server::listen(config.port).await.map_err(|e| match e {
         ListenError::Port { .. } => Failure::failed(format!("{e}; pick another with --port")),

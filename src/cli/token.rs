@@ -32,13 +32,14 @@ pub async fn run(args: Args, mut config: Config, out: Printer) -> Result<(), Fai
         // A secret named on the command line is the source, whatever the environment says.
         config.secret_ids = vec![s];
         config.credential_config = None;
+        config.token_secret_id = None;
     }
-    check_source(&config.secret_ids, config.credential_config.as_ref())
+    check_source(&config.secret_ids, config.credential_config.as_ref(), config.token_secret_id.as_deref())
         .map_err(|e| Failure::usage(format!("{e}; or pass --secret SECRET")))?;
     let aws = AwsSide::load().await;
-    if config.credential_config.is_none() {
+    if let Some(secret) = config.secret_ids.first().filter(|_| config.credential_config.is_none()) {
         // Classifies a missing secret (exit 3) apart from other AWS errors (exit 4).
-        aws.store.describe(&config.secret_ids[0]).await?;
+        aws.store.describe(secret).await?;
     }
     let broker =
         Broker::new(&aws.broker_settings(&config), aws.store.clone()).map_err(|e| Failure::usage(e.to_string()))?;

@@ -85,6 +85,11 @@ pub struct Config {
     pub metrics_namespace: Option<String>,
     /// `VERTEX_BROKER_AUDIT`: `on` (default) writes a JSON audit line per gateway call.
     pub audit: bool,
+    /// `VERTEX_BROKER_TOKEN_SECRET_ID`: the token secret of central minting (the minter writes
+    /// it; a broker with no other source reads it and mints nothing).
+    pub token_secret_id: Option<String>,
+    /// `VERTEX_BROKER_AUDIENCES`: audiences the minter pre-mints ID tokens for.
+    pub audiences: Vec<crate::google::scopes::Audience>,
     /// `AWS_LAMBDA_FUNCTION_NAME`, set by Lambda: running in Lambda, and the metrics' dimension.
     pub function_name: Option<String>,
 }
@@ -182,6 +187,8 @@ impl Config {
             )?,
             http_timeout: vars.duration("VERTEX_BROKER_HTTP_TIMEOUT", Duration::from_secs(10))?,
             log: vars.get("VERTEX_BROKER_LOG"),
+            token_secret_id: vars.get("VERTEX_BROKER_TOKEN_SECRET_ID"),
+            audiences: source::audiences(&vars)?,
             function_name: vars.get("AWS_LAMBDA_FUNCTION_NAME"),
         })
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::vars::Vars;
 use super::{ConfigError, MAX_TOKEN_LIFETIME};
 use crate::google::federation::CredentialConfig;
+use crate::google::scopes::Audience;
 use crate::google::token::DEFAULT_LIFETIME;
 use crate::text::split_list;
 
@@ -16,21 +17,35 @@ pub struct NoSource;
 
 impl NoSource {
     /// What is wrong.
-    pub const WHAT: &str =
-        "no token source: neither VERTEX_BROKER_SECRET_ID nor VERTEX_BROKER_CREDENTIAL_CONFIG is set";
+    pub const WHAT: &str = "no token source: none of VERTEX_BROKER_SECRET_ID, VERTEX_BROKER_CREDENTIAL_CONFIG and \
+                            VERTEX_BROKER_TOKEN_SECRET_ID is set";
     /// What to do.
     pub const FIX: &str = "set VERTEX_BROKER_SECRET_ID to the id or ARN of the Secrets Manager secret that holds \
         the Google service-account key (several, comma separated), or VERTEX_BROKER_CREDENTIAL_CONFIG to the \
         workload identity federation configuration `gcloud iam workload-identity-pools create-cred-config --aws` \
-        wrote (no key)";
+        wrote (no key), or VERTEX_BROKER_TOKEN_SECRET_ID to the token secret the minter writes (central minting)";
 }
 
 /// The one check that some token source is configured.
-pub fn check_source(secret_ids: &[String], credential_config: Option<&CredentialConfig>) -> Result<(), NoSource> {
-    match (secret_ids, credential_config) {
-        ([], None) => Err(NoSource),
+pub fn check_source(
+    secret_ids: &[String],
+    credential_config: Option<&CredentialConfig>,
+    token_secret_id: Option<&str>,
+) -> Result<(), NoSource> {
+    match (secret_ids, credential_config, token_secret_id) {
+        ([], None, None) => Err(NoSource),
         _ => Ok(()),
     }
+}
+
+/// `VERTEX_BROKER_AUDIENCES`: the audiences the minter pre-mints ID tokens for.
+pub(super) fn audiences<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Vec<Audience>, ConfigError> {
+    let Some(value) = vars.get("VERTEX_BROKER_AUDIENCES") else { return Ok(Vec::new()) };
+    split_list(&value).iter().map(|a| Audience::parse(a)).collect::<Result<_, _>>().map_err(|e| ConfigError {
+        variable: "VERTEX_BROKER_AUDIENCES",
+        value,
+        expected: format!("audiences, comma separated: {e}"),
+    })
 }
 
 /// `VERTEX_BROKER_CREDENTIAL_CONFIG`, parsed; inline JSON is not repeated in the error.

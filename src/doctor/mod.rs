@@ -118,6 +118,12 @@ fn source(settings: &BrokerSettings) -> Check {
         format!("; serving {t}'s tokens (VERTEX_BROKER_IMPERSONATE{via})")
     });
     let impersonating = impersonating.unwrap_or_default();
+    if let Some(id) = &settings.token_secret_id {
+        return Check::ok(
+            "source",
+            format!("central minting: tokens the minter wrote to {id}; nothing is minted here"),
+        );
+    }
     match (&settings.credential_config, settings.secret_ids.as_slice()) {
         (Some(c), others) => {
             let config_target = c
@@ -154,6 +160,7 @@ impl Chain<'_> {
         let timeout = self.settings.http_timeout;
         let caller = match account.origin() {
             Origin::RotatedKey { .. } => self.key(account, timeout).await,
+            Origin::Stored { secret_id } => return self.stored(broker, account, secret_id).await,
             Origin::Federation { federation, impersonation } => {
                 match federation.caller_arn().await {
                     Ok(arn) => {
@@ -199,6 +206,44 @@ impl Chain<'_> {
         }
         self.lifetime(account, served.as_ref());
         self.minted(broker, account).await;
+    }
+
+    /// Central minting: the token secret readable, its tokens valid, how long ago the minter
+    /// wrote them, and a token served from it as clients get one. Nothing is minted here.
+    async fn stored(&mut self, broker: &Broker, account: &Arc<Account>, secret_id: &str) {
+        account.prepare().await;
+        let (held, error) = account.stored_status().unwrap_or_default();
+        let now = chrono::Utc::now();
+        self.checks.push(match held {
+            None => Check::fail(
+                "token secret",
+                format!("{secret_id}: {}", error.unwrap_or_else(|| "it holds no value yet".into())),
+                "run the minter once (`vertex-broker mint`) or check its schedule; this role needs \
+                 secretsmanager:GetSecretValue on the token secret",
+            ),
+            Some(h) => {
+                let left = h.least_life_left(now).unwrap_or(0);
+                let what = format!(
+                    "{secret_id}: written {} s ago by the minter; {} access and {} ID token(s), the shortest with {left} s left",
+                    h.age(now),
+                    h.access_tokens.len(),
+                    h.id_tokens.len()
+                );
+                if left > 0 {
+                    Check::ok("token secret", what)
+                } else {
+                    Check::fail("token secret", what, "the minter has stopped renewing: check its schedule and its last run's errors")
+                }
+            }
+        });
+        self.checks.push(match account.access_token(broker.default_scopes()).await {
+            Ok(t) => Check::ok("access token", format!("served from the token secret ({})", lives(&t))),
+            Err(e) => Check::fail(
+                "access token",
+                e.to_string(),
+                "the minter's VERTEX_BROKER_SCOPES must include this broker's scopes",
+            ),
+        });
     }
 
     /// The key in the secret, and a token of the key's own account.

@@ -83,6 +83,14 @@ impl serde::Serialize for ScopeKey {
     }
 }
 
+/// From a JSON list of scopes, validated and normalized as any other.
+impl<'de> serde::Deserialize<'de> for ScopeKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let scopes = Vec::<String>::deserialize(deserializer)?;
+        Self::parse(&scopes.join(",")).map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::fmt::Display for ScopeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -132,6 +140,18 @@ impl Audience {
     /// The audience as given.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl serde::Serialize for Audience {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Audience {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::diagnosis::Diagnosis;
 use super::Account;
-use crate::broker::token_cache::Unavailable;
+use crate::broker::token_cache::{NoToken, Unavailable};
 use crate::google::scopes::{Audience, ScopeKey};
 use crate::google::token::Token;
 
@@ -31,10 +31,27 @@ pub enum MintError {
          (roles/iam.workloadIdentityUser), or create the credential configuration with --service-account"
     )]
     IdTokenNeedsAccount,
+    /// Central minting: the token secret holds no usable token for this.
+    #[error("{0}")]
+    Stored(NoToken),
+}
+
+impl MintError {
+    /// The class of failure, as the minter reports it (Lambda's errorType, the EMF dimension).
+    pub fn class(&self) -> &'static str {
+        match self {
+            MintError::NoKey(_) => "KeyUnavailable",
+            MintError::Google(_) => "GoogleRefused",
+            MintError::Refused(_) => "FederationRefused",
+            MintError::IdTokenNeedsAccount => "IdTokenNeedsAccount",
+            MintError::Stored(_) => "NoStoredToken",
+        }
+    }
 }
 
 impl Account {
-    pub(super) async fn mint_access(self: &Arc<Self>, scopes: &ScopeKey) -> Result<Token, MintError> {
+    /// An access token minted now, past the cache (the cache's mints, and the minter's renewals).
+    pub async fn mint_access(self: &Arc<Self>, scopes: &ScopeKey) -> Result<Token, MintError> {
         let started = Instant::now();
         let minted = match &self.impersonated {
             Some(i) => i.access_token(scopes, self.caller_token(), &self.books).await,
@@ -44,11 +61,12 @@ impl Account {
         minted
     }
 
-    pub(super) async fn mint_id(self: &Arc<Self>, audience: &Audience) -> Result<Token, MintError> {
+    /// An ID token minted now, past the cache.
+    pub async fn mint_id(self: &Arc<Self>, audience: &Audience) -> Result<Token, MintError> {
         let started = Instant::now();
         let minted = match &self.impersonated {
             Some(i) => i.id_token(audience.as_str(), self.caller_token(), &self.books).await,
-            None => self.source.id_token(audience.as_str(), &self.books).await,
+            None => self.source.id_token(audience, &self.books).await,
         };
         self.books.metrics.mint(started.elapsed(), minted.is_ok());
         minted

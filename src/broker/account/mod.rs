@@ -10,6 +10,7 @@ mod impersonated;
 mod mint;
 mod rotated_key;
 mod source;
+mod stored;
 
 pub use books::{AccountLimits, Counters};
 pub use diagnosis::{diagnose, Diagnosis, GoogleCall};
@@ -36,6 +37,7 @@ use federated::Federated;
 use impersonated::Impersonated;
 use rotated_key::RotatedKey;
 use source::Source;
+use stored::StoredSource;
 
 /// One served account: where its tokens come from, and its books.
 pub struct Account {
@@ -73,6 +75,18 @@ impl Account {
         let books = Books::new("federation".into(), limits, metrics);
         let impersonated = config_impersonation.map(|to| Impersonated::new(to, iam));
         Self::with(Source::Federation(Box::new(Federated { federation, impersonated })), books, limits)
+    }
+
+    /// An account that serves the minter's tokens from the token secret `secret_id` and mints
+    /// nothing (central minting).
+    pub fn stored(
+        secret_id: String,
+        store: Arc<dyn SecretStore>,
+        limits: &AccountLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let books = Books::new(secret_id.clone(), limits, metrics);
+        Self::with(Source::Stored(Arc::new(StoredSource::new(secret_id, store))), books, limits)
     }
 
     fn with(source: Source, books: Books, limits: &AccountLimits) -> Self {
@@ -128,7 +142,7 @@ impl Account {
     /// email, else the federation pool's project number.
     pub async fn project(&self) -> Result<Option<String>, Unavailable> {
         if self.impersonated.is_none() {
-            if let Origin::RotatedKey { .. } = self.origin() {
+            if let Origin::RotatedKey { .. } | Origin::Stored { .. } = self.origin() {
                 return self.source.project(&self.books).await;
             }
         }
@@ -169,12 +183,31 @@ impl Account {
 
     /// An access token for a scope set.
     pub async fn access_token(self: &Arc<Self>, scopes: &ScopeKey) -> Result<Token, NoToken> {
-        self.cached(scopes).await
+        match self.source.stored() {
+            Some(stored) => self.served(stored.access_token(scopes).await),
+            None => self.cached(scopes).await,
+        }
     }
 
     /// A Google-signed ID token for `audience`.
     pub async fn id_token(self: &Arc<Self>, audience: &Audience) -> Result<Token, NoToken> {
-        self.cached(audience).await
+        match self.source.stored() {
+            Some(stored) => self.served(stored.id_token(audience).await),
+            None => self.cached(audience).await,
+        }
+    }
+
+    /// Counts a token served from the token secret as a hit.
+    fn served(&self, result: Result<Token, NoToken>) -> Result<Token, NoToken> {
+        if result.is_ok() {
+            self.books.counters.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// The minter's tokens as last read, and the last read's error; `None` for other sources.
+    pub fn stored_status(&self) -> Option<(Option<Arc<crate::minter::stored::StoredTokens>>, Option<String>)> {
+        self.source.stored_status()
     }
 
     /// The cache hit path, with a background refresh when one is due; a miss mints in line,

@@ -56,6 +56,9 @@ pub(super) fn no_token(e: NoToken) -> Refusal {
             let message = format!("no access token to call Vertex with: {}", u.message);
             Refusal::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(u.retry_after)
         }
+        NoToken::NotMinted(why) => {
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, format!("no access token to call Vertex with: {why}"))
+        }
         NoToken::Limited(l) => {
             let message = format!("no access token to call Vertex with: {l}");
             Refusal::new(StatusCode::TOO_MANY_REQUESTS, message).retry_after(l.retry_after())

@@ -38,6 +38,10 @@ pub enum NoToken {
     /// Over the broker's mint limits.
     #[error(transparent)]
     Limited(#[from] Limited),
+    /// Central minting holds no token for what was asked, and never will until the minter is
+    /// configured for it.
+    #[error("{0}")]
+    NotMinted(String),
 }
 
 /// How a mint gets leave from the [`MintLimiter`].

@@ -362,3 +362,27 @@ impl Fixture {
         );
     }
 }
+
+/// Calls the emulator's Vertex `:generateContent` with `token`; returns the HTTP status (200:
+/// Vertex accepts the token).
+pub async fn generate(emu: &Emulator, token: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/v1/projects/proj-test/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
+            emu.url()
+        ))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The claims of a JWT (an ID token), unverified.
+pub fn jwt_claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
