@@ -27,6 +27,7 @@ HOST = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm
 
 EXPECTED = {
     "rotation.zip": {"bootstrap": True},
+    "minter.zip": {"bootstrap": True},
     "vertex-proxy.zip": {"bootstrap": True},
     # /opt/extensions/<name> is where Lambda starts external extensions; the template points
     # AWS_LAMBDA_EXEC_WRAPPER at /opt/vertex-broker-wrapper.

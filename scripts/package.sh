@@ -2,6 +2,7 @@
 # Lambda artifacts for one architecture (x86_64 or arm64) in $CARGO_TARGET_DIR (default
 # target)/package/ARCH/:
 #   rotation.zip      bootstrap                                  (the rotation function)
+#   minter.zip        bootstrap                                  (central minting's function)
 #   layer.zip         extensions/vertex-broker-extension,
 #                     vertex-broker-wrapper                      (the broker layer, /opt/...)
 #   vertex-proxy.zip  bootstrap                                  (the example function)
@@ -23,6 +24,7 @@ bash scripts/venv.sh # installs cargo-lambda (tests/requirements.txt)
 export PATH="$root/.venv/bin:$PATH"
 
 cargo lambda build --release --locked "$flag" -p vertex-broker-rotation --bin bootstrap
+cargo lambda build --release --locked "$flag" -p vertex-broker-minter --bin vertex-broker-minter
 cargo lambda build --release --locked "$flag" -p vertex-proxy --bin vertex-proxy
 # The extension takes the library with the broker only: no CLI, no emulator (Cargo.toml [features]).
 cargo lambda build --release --locked "$flag" --extension -p vertex-broker --bin vertex-broker-extension \
@@ -44,6 +46,7 @@ def pack(name, files):
                 z.writestr(info, f.read())
 lam = os.path.join(target, "lambda")
 pack("rotation.zip", [(f"{lam}/bootstrap/bootstrap", "bootstrap")])
+pack("minter.zip", [(f"{lam}/vertex-broker-minter/bootstrap", "bootstrap")])
 pack("vertex-proxy.zip", [(f"{lam}/vertex-proxy/bootstrap", "bootstrap")])
 pack("layer.zip", [
     (f"{lam}/extensions/vertex-broker-extension", "extensions/vertex-broker-extension"),

@@ -46,7 +46,7 @@ echo "==> cargo check of the fuzz targets"
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins --target-dir "${CARGO_TARGET_DIR:-$root/target}"
 # The shipped Lambda binaries compile only what they run: no CLI parser, no Google emulator.
 echo "==> dependency trees of the Lambda binaries"
-for spec in "-p vertex-broker --no-default-features --features broker" "-p vertex-broker-rotation" "-p vertex-proxy"; do
+for spec in "-p vertex-broker --no-default-features --features broker" "-p vertex-broker-rotation" "-p vertex-broker-minter" "-p vertex-proxy"; do
   # shellcheck disable=SC2086 # the spec is words on purpose
   if cargo tree --locked -e normal $spec --prefix none | grep -E '^(google-emulator|axum|clap) '; then
     echo "cargo tree -e normal $spec: the Lambda binary's tree must not hold the crates above" >&2
@@ -82,15 +82,16 @@ set +e
 cargo test --workspace --locked --bins --test '*' 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The Lambda binary tests again, on the packaged binaries of the other architecture under
-# qemu-user: the arm64 extension registers, serves, handles INVOKE and SHUTDOWN, and the arm64
-# bootstrap completes a rotation, like the ones cargo built.
-echo "==> tests/extension.rs and rotation/tests/bootstrap.rs on the packaged $foreign binaries, under $qemu"
+# qemu-user: the arm64 extension registers, serves, handles INVOKE and SHUTDOWN, the arm64
+# bootstrap completes a rotation and the arm64 minter fills a token secret, like the ones cargo
+# built.
+echo "==> tests/extension.rs, rotation/ and minter/tests/bootstrap.rs on the packaged $foreign binaries, under $qemu"
 unpacked=$(cd "${CARGO_TARGET_DIR:-target}/package/$foreign" && pwd)/unpacked
 python3 - "$(dirname "$unpacked")" "$unpacked" <<'PY'
 import os, shutil, sys, zipfile
 package, out = sys.argv[1], sys.argv[2]
 shutil.rmtree(out, ignore_errors=True)
-for name in ("layer", "rotation"):
+for name in ("layer", "rotation", "minter"):
     with zipfile.ZipFile(os.path.join(package, f"{name}.zip")) as z:
         z.extractall(os.path.join(out, name))
         for member in z.namelist():
@@ -104,7 +105,10 @@ extension_status=${PIPESTATUS[0]}
 VERTEX_BROKER_TEST_BOOTSTRAP="$qemu_path $unpacked/rotation/bootstrap" \
   cargo test --locked -p vertex-broker-rotation --test bootstrap 2>&1 | tee -a "$qemu_log"
 bootstrap_status=${PIPESTATUS[0]}
-for s in "$extension_status" "$bootstrap_status"; do
+VERTEX_BROKER_TEST_MINTER="$qemu_path $unpacked/minter/bootstrap" \
+  cargo test --locked -p vertex-broker-minter --test bootstrap 2>&1 | tee -a "$qemu_log"
+minter_status=${PIPESTATUS[0]}
+for s in "$extension_status" "$bootstrap_status" "$minter_status"; do
   if [ "$status" -eq 0 ]; then status=$s; fi
 done
 set -e

@@ -8,6 +8,7 @@
 //! valid set, and the last one stands. A Google failure keeps the stored token it would have
 //! replaced and is reported by class.
 
+pub mod metric;
 pub mod stored;
 
 use std::sync::Arc;
