@@ -75,7 +75,7 @@ impl StoredSource {
         let started = Instant::now();
         let _single_flight = self.reading.lock().await;
         let last = *crate::lock(&self.last_read);
-        let read_meanwhile = last.is_some_and(|t| t >= started || (!force && t.elapsed() < REREAD_EVERY));
+        let read_meanwhile = last.is_some_and(|t| t > started || (!force && t.elapsed() < REREAD_EVERY));
         if !read_meanwhile {
             let result = self.store.get(&self.secret_id, None, Some(AWSCURRENT)).await;
             *crate::lock(&self.last_read) = Some(Instant::now());
@@ -157,5 +157,84 @@ impl StoredSource {
             ),
             retry_after: 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::google::Credential;
+    use crate::minter::stored::StoredToken;
+    use crate::store::MemoryStore;
+
+    /// Stored tokens holding one cloud-platform token `name` of 45 s, `left` seconds from expiry.
+    fn tokens(name: &str, left: i64) -> String {
+        let mut stored = StoredTokens::empty();
+        stored.access_tokens.push(StoredToken {
+            slot: ScopeKey::cloud_platform(),
+            token: Credential::new(name.into()),
+            expires_at: Utc::now() + chrono::Duration::seconds(left),
+            lifetime_s: 45,
+        });
+        stored.to_value()
+    }
+
+    async fn served(source: &Arc<StoredSource>) -> String {
+        source.access_token(&ScopeKey::cloud_platform()).await.unwrap().bearer.expose().to_string()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_version_is_served_on_its_own_past_the_refresh_point_and_at_once_on_sighup() {
+        let store = Arc::new(MemoryStore::new());
+        store.create("tokens", &tokens("first", 40));
+        let source = Arc::new(StoredSource::new("tokens".into(), store.clone()));
+        assert_eq!(served(&source).await, "first");
+
+        // Before its refresh point (7.5 s before expiry for a 45 s token) nothing is re-read.
+        store.put("tokens", "v2", &tokens("second", 45), &[AWSCURRENT], None).await.unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!source.reread_due());
+        assert_eq!(served(&source).await, "first");
+
+        // SIGHUP: at once, whatever the refresh point.
+        assert!(source.read(true).await);
+        assert_eq!(served(&source).await, "second");
+
+        // Past the refresh point a request serves what is held and reads in the background.
+        store.put("tokens", "v3", &tokens("expiring", 5), &[AWSCURRENT], None).await.unwrap();
+        assert!(source.read(true).await);
+        store.put("tokens", "v4", &tokens("renewed", 45), &[AWSCURRENT], None).await.unwrap();
+        tokio::time::advance(REREAD_EVERY).await;
+        assert!(source.reread_due());
+        assert_eq!(served(&source).await, "expiring", "still valid: served while the read runs");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(served(&source).await, "renewed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_is_held_is_served_through_a_failed_read_and_nothing_held_is_a_503_naming_the_minter() {
+        let store = Arc::new(MemoryStore::new());
+        let source = Arc::new(StoredSource::new("missing".into(), store.clone()));
+        let NoToken::Unavailable(u) = source.access_token(&ScopeKey::cloud_platform()).await.unwrap_err() else {
+            panic!("503 expected")
+        };
+        assert!(u.message.contains("vertex-broker-minter") && u.message.contains("missing"), "{}", u.message);
+
+        store.create("tokens", &tokens("held", 5));
+        let source = Arc::new(StoredSource::new("tokens".into(), store.clone()));
+        assert_eq!(served(&source).await, "held");
+        // A read that fails (here: a version that is not the minter's) keeps what is held.
+        store.put("tokens", "bad", "{\"not\": \"tokens\"}", &[AWSCURRENT], None).await.unwrap();
+        tokio::time::advance(REREAD_EVERY).await;
+        assert!(source.read(true).await, "still holding the last good tokens");
+        assert_eq!(served(&source).await, "held", "a failed read: what is held is served");
+        assert!(source.error().is_some());
+        let NoToken::NotMinted(why) = source.access_token(&ScopeKey::parse("openid").unwrap()).await.unwrap_err()
+        else {
+            panic!("404 expected")
+        };
+        assert!(why.contains("VERTEX_BROKER_SCOPES"), "{why}");
     }
 }
