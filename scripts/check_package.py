@@ -36,6 +36,7 @@ EXPECTED = {
 # What `sam build` writes into its build directory (True: an ELF binary).
 SAM_BUILD = {
     "RotationFunction/bootstrap": True,
+    "MinterFunction/bootstrap": True,
     "VertexProxyFunction/bootstrap": True,
     "BrokerLayer/extensions/vertex-broker-extension": True,
     "BrokerLayer/vertex-broker-wrapper": False,

@@ -31,6 +31,7 @@ echo "==> moto_server on $AWS_ENDPOINT_URL"
 
 echo "==> cfn-lint and sam validate --lint (template.yaml)"
 SAM_CLI_TELEMETRY=0 cfn-lint template.yaml
+python3 scripts/lint_template.py # once per combination of Minting, CredentialSource, impersonation
 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 sam validate --lint --template template.yaml
 
 echo "==> cargo fmt --check"

@@ -22,7 +22,9 @@ fn function_binaries_exist() {
     assert!(read("rotation/Cargo.toml").contains("name = \"bootstrap\""), "rotation/ builds `bootstrap`");
     assert!(t.contains("Binary: vertex-proxy"));
     assert!(read("examples/vertex-proxy/Cargo.toml").contains("name = \"vertex-proxy\""));
-    assert_eq!(t.matches("BuildMethod: rust-cargolambda").count(), 2);
+    assert!(t.contains("Binary: vertex-broker-minter") && t.contains("CodeUri: minter\n"));
+    assert!(read("minter/Cargo.toml").contains("name = \"vertex-broker-minter\""), "minter/ builds the minter");
+    assert_eq!(t.matches("BuildMethod: rust-cargolambda").count(), 3);
     assert!(t.contains("Runtime: provided.al2023"));
 }
 
@@ -51,8 +53,15 @@ fn the_layer_build_puts_the_extension_and_wrapper_where_the_template_points() {
 #[test]
 fn every_environment_variable_the_template_sets_is_read_by_the_code() {
     let t = template();
-    let config: String =
-        ["src/config/mod.rs", "src/config/vertex.rs", "layer/vertex-broker-wrapper"].map(read).join("\n");
+    let config: String = [
+        "src/config/mod.rs",
+        "src/config/vertex.rs",
+        "src/config/source.rs",
+        "src/config/limits.rs",
+        "layer/vertex-broker-wrapper",
+    ]
+    .map(read)
+    .join("\n");
     let proxy = read("examples/vertex-proxy/src/lib.rs");
     let mut seen = 0;
     for line in t.lines() {
@@ -113,15 +122,50 @@ fn the_federation_source_deploys_no_secret_and_no_rotation_and_the_function_gets
     }
     let function = resource(&t, "VertexProxyFunction");
     for line in [
-        "VERTEX_BROKER_SECRET_ID: !If [UseRotatedKey, !Ref GoogleKeySecret, !Ref AWS::NoValue]",
-        "VERTEX_BROKER_CREDENTIAL_CONFIG: !If [UseFederation, !Ref CredentialConfig, !Ref AWS::NoValue]",
-        "VERTEX_BROKER_IMPERSONATE: !If [Impersonates, !Ref ImpersonateServiceAccount, !Ref AWS::NoValue]",
+        "VERTEX_BROKER_SECRET_ID: !If [FunctionReadsKey, !Ref GoogleKeySecret, !Ref AWS::NoValue]",
+        "VERTEX_BROKER_CREDENTIAL_CONFIG: !If [FunctionFederates, !Ref CredentialConfig, !Ref AWS::NoValue]",
+        "VERTEX_BROKER_IMPERSONATE: !If [FunctionImpersonates, !Ref ImpersonateServiceAccount, !Ref AWS::NoValue]",
         "VERTEX_BROKER_TOKEN_LIFETIME: !Ref TokenLifetime",
     ] {
         assert!(function.contains(line), "VertexProxyFunction sets {line}");
     }
+    assert!(t.contains("FunctionReadsKey: !And [!Condition UseRotatedKey, !Condition PerEnvironment]"));
     // With federation the function's role holds no Secrets Manager right at all.
     let policies = function.split("Policies:").nth(1).unwrap().split("Events:").next().unwrap();
-    assert!(policies.trim_start().starts_with("- !If\n") && policies.contains("- UseRotatedKey"), "{policies}");
+    assert!(policies.trim_start().starts_with("- !If\n") && policies.contains("- FunctionReadsKey"), "{policies}");
     assert!(t.contains("FederationNeedsItsConfiguration"), "a Federation stack without its configuration is refused");
+}
+
+#[test]
+fn under_central_minting_the_function_role_reads_the_token_secret_only_and_the_minter_holds_the_source() {
+    let t = template();
+    assert!(t.contains("AllowedValues: [PerEnvironment, Central]") && t.contains("Default: PerEnvironment"));
+    for name in ["TokenKey", "TokenSecret", "MinterFunction", "StoredTokensAlarm"] {
+        assert!(resource(&t, name).contains("Condition: Central"), "{name} exists only with Central");
+    }
+    assert!(
+        t.contains("Central: !Equals [!Ref Minting, Central]")
+            && t.contains("PerEnvironment: !Not [!Condition Central]")
+    );
+    // The function: the key secret's statement and the Google source only per environment, the
+    // token secret's read only under Central.
+    let function = resource(&t, "VertexProxyFunction");
+    let policies = function.split("Policies:").nth(1).unwrap().split("Events:").next().unwrap();
+    let (key_part, token_part) = policies.split_once("- Central").expect("a statement conditioned on Central");
+    assert!(key_part.contains("- FunctionReadsKey") && key_part.contains("Resource: !Ref GoogleKeySecret"));
+    assert!(!token_part.contains("GoogleKeySecret"), "under Central no right on the key secret: {token_part}");
+    assert!(token_part.contains("secretsmanager:GetSecretValue") && token_part.contains("Resource: !Ref TokenSecret"));
+    assert!(!token_part.contains("PutSecretValue") && !token_part.contains('*'), "read only, no wildcards");
+    assert!(token_part.contains("kms:ViaService"), "decrypts only through Secrets Manager");
+    assert!(function.contains("VERTEX_BROKER_TOKEN_SECRET_ID: !If [Central, !Ref TokenSecret, !Ref AWS::NoValue]"));
+    // The minter: the source, and writes the token secret; renewed often enough for the alarm.
+    let minter = resource(&t, "MinterFunction");
+    assert!(minter.contains("VERTEX_BROKER_TOKEN_SECRET_ID: !Ref TokenSecret"));
+    assert!(minter.contains("VERTEX_BROKER_CREDENTIAL_CONFIG: !If [UseFederation"));
+    assert!(minter.contains("secretsmanager:PutSecretValue") && minter.contains("Type: ScheduleV2"));
+    assert!(minter.contains("ScheduleExpression: rate(10 minutes)"));
+    let alarm = resource(&t, "StoredTokensAlarm");
+    assert!(alarm.contains("MetricName: SecondsLeft") && alarm.contains("Threshold: 1200"));
+    assert!(alarm.contains(&format!("Namespace: {}", vertex_broker::minter::metric::NAMESPACE)));
+    assert!(resource(&t, "TokenSecret").contains("KmsKeyId: !Ref TokenKey"));
 }
