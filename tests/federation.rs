@@ -104,6 +104,12 @@ async fn the_emulator_refuses_what_google_refuses_with_googles_reasons() {
     emu.grant(&target, TOKEN_CREATOR, &support::account("someone-else"));
     let answer = google_auth(&federation::credential_config(&emu, &audience, Some(&target)), &creds).await;
     assert!(error(&answer).contains("PERMISSION_DENIED"), "{answer}");
+
+    // Over the project's STS quota Google answers 429 RESOURCE_EXHAUSTED; google-auth raises it.
+    emu.set_quota("sts", 0);
+    let answer = google_auth(&federation::credential_config(&emu, &audience, None), &creds).await;
+    assert!(error(&answer).contains("RESOURCE_EXHAUSTED") || error(&answer).contains("429"), "{answer}");
+    assert_eq!(emu.quota_refusals("sts"), 1);
 }
 
 fn pool_of(audience: &str) -> &str {

@@ -28,6 +28,7 @@ mod google_error;
 mod iam;
 mod iam_credentials;
 mod oauth;
+mod quota;
 mod state;
 mod sts;
 mod vertex;
@@ -228,6 +229,18 @@ impl Emulator {
     /// How long new keys stay invisible and unusable.
     pub fn set_propagation_delay(&self, delay: Duration) {
         self.shared.world().propagation_delay = delay;
+    }
+
+    /// Allows the token endpoints at most `per_second` calls a second each (`sts`: Google STS,
+    /// `token`: the OAuth token endpoint), as Google's per-project quotas do; beyond it, 429
+    /// `RESOURCE_EXHAUSTED`.
+    pub fn set_quota(&self, endpoint: &str, per_second: u32) {
+        self.shared.world().quotas.set(endpoint, per_second);
+    }
+
+    /// How many calls of `endpoint` its quota refused.
+    pub fn quota_refusals(&self, endpoint: &str) -> u64 {
+        self.shared.world().quotas.refused(endpoint)
     }
 
     /// Queues a fault for the next `fault.count` calls of `fault.endpoint`.

@@ -29,6 +29,10 @@ pub async fn token(State(shared): State<Arc<Shared>>, Form(form): Form<TokenForm
         let error = if fault == 429 { "rate_limit_exceeded" } else { "temporarily_unavailable" };
         return OAuthError { http: fault, error, description: "Injected failure.".into() }.into_response();
     }
+    let over_quota = shared.world().quotas.take("token");
+    if let Err(e) = over_quota {
+        return e.into_response();
+    }
     if form.grant_type.as_deref() != Some(JWT_BEARER) {
         return OAuthError {
             http: 400,

@@ -149,6 +149,8 @@ pub struct World {
     pub vertex_latency: (Duration, Duration),
     /// Vertex's caches, batch jobs and the last call's headers.
     pub vertex: crate::vertex::VertexState,
+    /// Per-second quotas of the token endpoints.
+    pub quotas: crate::quota::Quotas,
 }
 
 impl World {
@@ -169,6 +171,7 @@ impl World {
             aws_keys: HashMap::new(),
             vertex_latency: (Duration::ZERO, Duration::ZERO),
             vertex: Default::default(),
+            quotas: Default::default(),
         }
     }
 

@@ -41,6 +41,10 @@ pub async fn token(State(shared): State<Arc<Shared>>, Form(form): Form<ExchangeF
         let error = if fault == 429 { "rate_limit_exceeded" } else { "temporarily_unavailable" };
         return OAuthError { http: fault, error, description: "Injected failure.".into() }.into_response();
     }
+    let over_quota = shared.world().quotas.take("sts");
+    if let Err(e) = over_quota {
+        return e.into_response();
+    }
     match exchange(&shared, form).await {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
