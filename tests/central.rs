@@ -92,6 +92,19 @@ async fn the_minter_fills_the_token_secret_and_brokers_serve_it_without_calling_
     assert_eq!(f.emu.token_account(&access), Some(f.account.clone()));
     assert_eq!(support::generate(&f.emu, &access).await, 200, "Vertex accepts the stored token");
 
+    // The operator's view: the token secret's versions and the life left on each token.
+    let status = support::clean_command(CLI)
+        .args(["status", &token_secret, "--output", "json"])
+        .envs(support::aws_env())
+        .output()
+        .await
+        .unwrap();
+    let status = json(&status);
+    assert_eq!(status["tokens"].as_array().unwrap().len(), 2, "{status}");
+    assert!(status["tokens"][0]["life_left_s"].as_i64().unwrap() > 3000, "{status}");
+    assert_eq!(status["versions"][0]["stages"][0], "AWSCURRENT", "{status}");
+    assert!(!status.to_string().contains(&access), "no token in the status");
+
     // Idempotent: nothing is due, nothing is written.
     let again = json(&mint(&f, &token_secret, &[]).await);
     assert_eq!((again["renewed"].as_u64(), again["kept"].as_u64()), (Some(0), Some(2)), "{again}");

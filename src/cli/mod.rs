@@ -12,6 +12,7 @@ pub mod rotate;
 pub mod serve;
 pub mod status;
 pub mod token;
+mod token_status;
 
 mod exit;
 mod output;

@@ -1,23 +1,28 @@
 //! `vertex-broker status`: the secret's versions and stages joined to the account's Google
-//! keys, with warnings.
+//! keys, with warnings; for a token secret (central minting), its tokens and versions.
 
 use super::{Failure, Printer};
 use crate::config::Config;
+use crate::minter::stored::StoredTokens;
 use crate::operator::{Operator, SecretStatus};
 use crate::rotation::RotationSettings;
-use crate::store::SecretsManagerStore;
+use crate::store::{SecretStore, SecretsManagerStore, AWSCURRENT};
 
 /// `vertex-broker status`'s arguments.
 #[derive(clap::Args)]
 #[command(after_help = "Example:\n  vertex-broker status prod/vertex-key --output json")]
 pub struct Args {
-    /// The secret's name or ARN in Secrets Manager.
+    /// The secret's name or ARN in Secrets Manager (a key secret, or a token secret).
     secret: String,
 }
 
 /// Prints the secret's versions, the account's keys and warnings.
 pub async fn run(args: Args, config: &Config, out: Printer) -> Result<(), Failure> {
     let store = std::sync::Arc::new(SecretsManagerStore::from_env().await);
+    let current = store.get(&args.secret, None, Some(AWSCURRENT)).await.ok();
+    if let Some(held) = current.and_then(|v| StoredTokens::parse(&v.value).ok()) {
+        return super::token_status::run(store.as_ref(), &args.secret, &held, out).await;
+    }
     let status = Operator::new(store, RotationSettings::from(config)).status(&args.secret).await?;
     out.result(text(&status), serde_json::to_value(&status).unwrap_or_default());
     Ok(())
