@@ -11,3 +11,4 @@ cargo bench --locked -p vertex-broker --bench broker
 cargo bench --locked -p vertex-broker --bench mint_path
 cargo bench --locked -p vertex-broker --bench gateway
 cargo bench --locked -p vertex-broker --bench gateway_nginx
+cargo bench --locked -p vertex-broker --bench first_token

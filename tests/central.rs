@@ -126,6 +126,25 @@ async fn the_minter_fills_the_token_secret_and_brokers_serve_it_without_calling_
     }
     assert_eq!(f.emu.counters(&f.account), minted, "the broker made no Google call");
 
+    // doctor walks central mode: the token secret readable, its tokens valid, one served.
+    let doctor = support::clean_command(CLI)
+        .args(["doctor", "--output", "json"])
+        .envs(support::aws_env())
+        .env("VERTEX_BROKER_TOKEN_SECRET_ID", &token_secret)
+        .env("GCE_METADATA_HOST", &addr)
+        .env("GCE_METADATA_IP", &addr)
+        .output()
+        .await
+        .unwrap();
+    let report = json(&doctor);
+    assert!(doctor.status.success(), "{report}");
+    let names: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|c| c["check"].as_str().unwrap()).collect();
+    assert_eq!(&names[..3], ["source", "token secret", "access token"], "{report}");
+    for c in report["checks"].as_array().unwrap() {
+        assert_eq!(c["status"], "ok", "{c}");
+    }
+    assert_eq!(f.emu.counters(&f.account), minted, "doctor minted nothing either");
+
     // What was not pre-minted is refused, naming the minter's variable.
     let other = "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://other.example";
     let (status, body) = metadata(port, other).await;
