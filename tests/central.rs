@@ -50,13 +50,15 @@ async fn stored(token_secret: &str) -> (String, StoredTokens) {
     (value, parsed)
 }
 
-/// `vertex-broker serve` reading only `token_secret`; killed when dropped.
-async fn central_broker(token_secret: &str) -> (tokio::process::Child, u16) {
+/// `vertex-broker serve` reading only `token_secret`, its gateway pointed at `vertex`; killed
+/// when dropped.
+async fn central_broker(token_secret: &str, vertex: &str) -> (tokio::process::Child, u16) {
     let port = support::free_port();
     let child = support::clean_command(CLI)
         .arg("serve")
         .envs(support::aws_env())
         .env("VERTEX_BROKER_TOKEN_SECRET_ID", token_secret)
+        .env("VERTEX_BROKER_VERTEX_ENDPOINT", vertex)
         .env("VERTEX_BROKER_PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -114,7 +116,7 @@ async fn the_minter_fills_the_token_secret_and_brokers_serve_it_without_calling_
     // A broker with only the token secret: Google's clients get the stored tokens, and Google
     // sees no call from the broker.
     let minted = f.emu.counters(&f.account);
-    let (_broker, port) = central_broker(&token_secret).await;
+    let (_broker, port) = central_broker(&token_secret, &f.emu.url()).await;
     let addr = format!("127.0.0.1:{port}");
     for (name, mut cmd) in support::broker::google_clients(&addr, AUDIENCE).into_iter().take(3) {
         let out = cmd.output().await.unwrap_or_else(|e| panic!("{name}: {e} (the test command installs it)"));
@@ -124,7 +126,17 @@ async fn the_minter_fills_the_token_secret_and_brokers_serve_it_without_calling_
         assert_eq!(v["email"], f.account.as_str(), "{name}");
         assert_eq!(support::jwt_claims(v["id_token"].as_str().unwrap())["aud"], AUDIENCE, "{name}");
     }
-    assert_eq!(f.emu.counters(&f.account), minted, "the broker made no Google call");
+    // The gateway calls Vertex with the stored token.
+    let generated = reqwest::Client::new()
+        .post(format!(
+            "http://{addr}/vertex/v1/projects/proj-test/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
+        ))
+        .json(&serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(generated.status(), 200, "{}", generated.text().await.unwrap());
+    assert_eq!(f.emu.counters(&f.account), minted, "the broker minted nothing at Google");
 
     // doctor walks central mode: the token secret readable, its tokens valid, one served.
     let doctor = support::clean_command(CLI)
@@ -159,7 +171,7 @@ async fn the_minter_fills_the_token_secret_and_brokers_serve_it_without_calling_
 async fn an_empty_token_secret_answers_503_naming_the_minter_until_sighup_finds_tokens() {
     let f = support::Fixture::new("central-empty").await;
     let token_secret = empty_token_secret("tokens-empty").await;
-    let (broker, port) = central_broker(&token_secret).await;
+    let (broker, port) = central_broker(&token_secret, &f.emu.url()).await;
     let (status, body) = metadata(port, support::TOKEN_PATH).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("vertex-broker-minter"), "{body}");

@@ -237,4 +237,32 @@ mod tests {
         };
         assert!(why.contains("VERTEX_BROKER_SCOPES"), "{why}");
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invoke_reads_a_newer_version_once_the_held_token_passes_its_refresh_point() {
+        use crate::broker::account::{Account, AccountLimits};
+        use crate::broker::metrics::Metrics;
+        use crate::broker::mint_limit::MintLimiter;
+        use crate::broker::token_cache::CachePolicy;
+
+        let store = Arc::new(MemoryStore::new());
+        store.create("tokens", &tokens("expiring", 5));
+        let limits = AccountLimits {
+            policy: CachePolicy::default(),
+            max_slots: 4,
+            default_scopes: ScopeKey::cloud_platform(),
+            limiter: Arc::new(MintLimiter::new(4, 5)),
+        };
+        let metrics = Arc::new(Metrics::new(None, "test".into()));
+        let account = Arc::new(Account::stored("tokens".into(), store.clone(), &limits, metrics));
+        assert!(account.prepare().await);
+        store.put("tokens", "v2", &tokens("renewed", 45), &[AWSCURRENT], None).await.unwrap();
+        tokio::time::advance(REREAD_EVERY).await;
+        // A frozen environment runs no timers: the INVOKE starts the read, no request needed.
+        let work = account.start_due_work().expect("a read is due");
+        work.await.unwrap();
+        let served = account.access_token(&ScopeKey::cloud_platform()).await.unwrap();
+        assert_eq!(served.bearer.expose(), "renewed");
+        assert!(account.start_due_work().is_none(), "nothing due after: the INVOKE costs nothing");
+    }
 }
