@@ -1,5 +1,5 @@
 # The README's commands and the benchmark. (sam builds the broker layer with layer/Makefile.)
-.PHONY: test bench dev package fuzz
+.PHONY: test bench dev package fuzz image
 
 ## Run fmt, clippy, the template linters and the whole test suite (installs its Python tools
 ## into .venv, starts moto on a free loopback port).
@@ -30,3 +30,10 @@ dev:
 ARCH ?= x86_64
 package:
 	bash scripts/package.sh $(ARCH)
+
+## The container image vertex-broker:dev (IMAGE=name:tag to rename): static musl binaries in
+## FROM scratch, built with Docker's classic builder; starts Docker's daemon if none answers.
+IMAGE ?= vertex-broker:dev
+image:
+	bash scripts/docker.sh
+	IMAGE=$(IMAGE) bash scripts/image.sh $(ARCH)

@@ -32,6 +32,9 @@ echo "==> moto_server on $AWS_ENDPOINT_URL"
 echo "==> cfn-lint and sam validate --lint (template.yaml)"
 SAM_CLI_TELEMETRY=0 cfn-lint template.yaml
 python3 scripts/lint_template.py # once per combination of Minting, CredentialSource, impersonation
+echo "==> the container image's examples: cfn-lint (ECS sidecar), kubernetes-validate (EKS pod)"
+cfn-lint examples/ecs-sidecar/template.yaml
+kubernetes-validate --strict --quiet -k 1.29.0 examples/kubernetes/*.yaml
 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 sam validate --lint --template template.yaml
 
 echo "==> cargo fmt --check"
@@ -77,10 +80,14 @@ env "${sam_env[@]}" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 \
   { cat "${TMPDIR:-/tmp}/vertex-broker-sam.log"; exit 1; }
 python3 scripts/check_package.py --sam-build arm64 "$sam_dir"
 
+echo "==> the container image: Docker's daemon, then make image (its size and build time)"
+bash scripts/docker.sh
+IMAGE=vertex-broker:test bash scripts/image.sh
+
 echo "==> cargo test (the integration tests: moto, the emulator, Google's clients)"
 log="${TMPDIR:-/tmp}/vertex-broker-test.log"
 set +e
-cargo test --workspace --locked --bins --test '*' 2>&1 | tee "$log"
+cargo test --workspace --locked --no-fail-fast --bins --test '*' 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The Lambda binary tests again, on the packaged binaries of the other architecture under
 # qemu-user: the arm64 extension registers, serves, handles INVOKE and SHUTDOWN, the arm64

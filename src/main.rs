@@ -41,6 +41,9 @@ enum Command {
     /// Check a configuration end to end: source, AWS identity, exchange, impersonation, lifetime,
     /// tokens, and what clients need. Says per check what to fix; exit 1 when a check fails.
     Doctor(cli::doctor::Args),
+    /// Probe the broker on 127.0.0.1 (a container's HEALTHCHECK): exit 0 when it answers and holds
+    /// a servable token.
+    Health(cli::health::Args),
     /// Everything local, offline: Google emulator, in-memory secret, broker, rotations. Ctrl-C stops.
     Dev(cli::dev::Args),
 }
@@ -77,6 +80,7 @@ async fn main() -> std::process::ExitCode {
         Command::Mint(args) => cli::mint::run(args, &config, out).await,
         Command::Serve(args) => cli::serve::run(args, config, out).await,
         Command::Doctor(args) => cli::doctor::run(args, config, out).await,
+        Command::Health(args) => cli::health::run(args, &config, out).await,
         Command::Dev(args) => cli::dev::run(args, out).await,
     };
     match result {

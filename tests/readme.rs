@@ -52,7 +52,7 @@ fn every_cli_command_in_the_readme_parses() {
             assert!(text.contains(flag), "README: `{line}`: `vertex-broker {sub}` has no {flag}");
         }
     }
-    let expected = ["dev", "doctor", "init", "mint", "revoke", "rotate", "serve", "status", "token"];
+    let expected = ["dev", "doctor", "health", "init", "mint", "revoke", "rotate", "serve", "status", "token"];
     assert_eq!(subcommands, expected.iter().map(|s| s.to_string()).collect(), "every subcommand is documented");
 }
 

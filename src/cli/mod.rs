@@ -5,6 +5,7 @@
 
 pub mod dev;
 pub mod doctor;
+pub mod health;
 pub mod init;
 pub mod mint;
 pub mod revoke;
