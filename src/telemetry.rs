@@ -41,6 +41,24 @@ fn targets(user: &str) -> tracing_subscriber::filter::Targets {
     filter(user).parse().unwrap_or_else(|_| filter("info").parse().expect("the default filter parses"))
 }
 
+/// The start of a Lambda function binary (the rotation function, the minter): outside Lambda it
+/// says what `binary` is and what to run `elsewhere` instead, and exits 1 before building any AWS
+/// client; an invalid configuration is one JSON log line naming the variable. Then JSON logs.
+pub fn start_lambda_function(
+    binary: &'static str,
+    elsewhere: &'static str,
+) -> Result<crate::config::Config, crate::config::ConfigError> {
+    if let Err(e) = crate::config::require_lambda(binary, elsewhere) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+    let config = crate::config::Config::from_env().inspect_err(|e| {
+        eprintln!("{}", json!({"level": "ERROR", "message": format!("configuration: {e}")}));
+    })?;
+    init(config.log.as_deref().unwrap_or("info"), true);
+    Ok(config)
+}
+
 /// Installs the global tracing subscriber with `user_filter` (VERTEX_BROKER_LOG). JSON when `json`.
 pub fn init(user_filter: &str, json: bool) {
     use tracing_subscriber::layer::SubscriberExt;

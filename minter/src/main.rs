@@ -9,7 +9,7 @@ use std::time::Instant;
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::{json, Value};
 use vertex_broker::broker::BrokerSettings;
-use vertex_broker::config::{Config, LambdaCredentials};
+use vertex_broker::config::LambdaCredentials;
 use vertex_broker::google::federation::AwsIdentity;
 use vertex_broker::minter::{metric, Minter};
 use vertex_broker::store::SecretsManagerStore;
@@ -17,18 +17,10 @@ use vertex_broker::telemetry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    if let Err(e) = vertex_broker::config::require_lambda(
+    let config = telemetry::start_lambda_function(
         "vertex-broker-minter (the central minting function)",
         "to mint from a shell use `vertex-broker mint`",
-    ) {
-        eprintln!("{e}");
-        std::process::exit(1);
-    }
-    let config = Config::from_env().map_err(|e| {
-        eprintln!("{{\"level\":\"ERROR\",\"message\":\"configuration: {e}\"}}");
-        e
-    })?;
-    telemetry::init(config.log.as_deref().unwrap_or("info"), true);
+    )?;
     let Some(token_secret) = config.token_secret_id.clone() else {
         let message = "VERTEX_BROKER_TOKEN_SECRET_ID is not set: name the token secret the minter writes";
         eprintln!("{{\"level\":\"ERROR\",\"message\":\"{message}\"}}");

@@ -6,25 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
-use vertex_broker::config::Config;
 use vertex_broker::rotation::{Rotation, RotationError, RotationEvent, RotationSettings};
 use vertex_broker::store::SecretsManagerStore;
 use vertex_broker::telemetry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    if let Err(e) = vertex_broker::config::require_lambda(
+    let config = telemetry::start_lambda_function(
         "bootstrap (the rotation function)",
         "to rotate from a shell use `vertex-broker rotate SECRET --local`",
-    ) {
-        eprintln!("{e}");
-        std::process::exit(1);
-    }
-    let config = Config::from_env().map_err(|e| {
-        eprintln!("{{\"level\":\"ERROR\",\"message\":\"configuration: {e}\"}}");
-        e
-    })?;
-    telemetry::init(config.log.as_deref().unwrap_or("info"), true);
+    )?;
     let store = Arc::new(SecretsManagerStore::from_env().await);
     let rotation = Arc::new(Rotation::new(store, RotationSettings::from(&config)));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RotationEvent>| {
