@@ -52,22 +52,33 @@ impl MintError {
 impl Account {
     /// An access token minted now, past the cache (the cache's mints, and the minter's renewals).
     pub async fn mint_access(self: &Arc<Self>, scopes: &ScopeKey) -> Result<Token, MintError> {
-        let started = Instant::now();
-        let minted = match &self.impersonated {
-            Some(i) => i.access_token(scopes, self.caller_token(), &self.books).await,
-            None => self.source.access_token(scopes, &self.books).await,
-        };
-        self.books.metrics.mint(started.elapsed(), minted.is_ok());
-        minted
+        self.timed(async {
+            match &self.impersonated {
+                Some(i) => i.access_token(scopes, self.caller_token(), &self.books).await,
+                None => self.source.access_token(scopes, &self.books).await,
+            }
+        })
+        .await
     }
 
     /// An ID token minted now, past the cache.
     pub async fn mint_id(self: &Arc<Self>, audience: &Audience) -> Result<Token, MintError> {
+        self.timed(async {
+            match &self.impersonated {
+                Some(i) => i.id_token(audience.as_str(), self.caller_token(), &self.books).await,
+                None => self.source.id_token(audience, &self.books).await,
+            }
+        })
+        .await
+    }
+
+    /// A mint, timed and counted in the metrics.
+    async fn timed(
+        &self,
+        mint: impl std::future::Future<Output = Result<Token, MintError>>,
+    ) -> Result<Token, MintError> {
         let started = Instant::now();
-        let minted = match &self.impersonated {
-            Some(i) => i.id_token(audience.as_str(), self.caller_token(), &self.books).await,
-            None => self.source.id_token(audience, &self.books).await,
-        };
+        let minted = mint.await;
         self.books.metrics.mint(started.elapsed(), minted.is_ok());
         minted
     }

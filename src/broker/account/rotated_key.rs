@@ -83,12 +83,17 @@ impl RotatedKey {
 
     /// No key yet, or SECRET_TTL has passed since the last check.
     pub fn check_due(&self) -> bool {
-        self.current().is_none() || self.last_check().is_none_or(|t| t.elapsed() >= self.ttl)
+        self.current().is_none() || self.ttl_passed()
+    }
+
+    /// Never checked, or SECRET_TTL has passed since the last check.
+    fn ttl_passed(&self) -> bool {
+        self.last_check().is_none_or(|t| t.elapsed() >= self.ttl)
     }
 
     /// Starts a background re-check when SECRET_TTL has passed. Cheap when not.
     pub fn recheck_if_due(self: &Arc<Self>, books: &Arc<Books>) {
-        if self.last_check().is_none_or(|t| t.elapsed() >= self.ttl) {
+        if self.ttl_passed() {
             let (me, books) = (self.clone(), books.clone());
             tokio::spawn(async move {
                 let _ = me.reload(false, &books).await;
