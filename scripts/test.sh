@@ -7,6 +7,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# A CI run builds once from nothing: incremental compilation's caches would only take disk (the
+# workspace's crates twice over) and time. Local runs keep them.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 
 # The unit tier first: no moto, no network, no Google clients (seconds once built); a failure
 # here stops the run before anything is installed.
@@ -86,6 +89,13 @@ IMAGE=vertex-broker:test bash scripts/image.sh
 
 echo "==> cargo test (the integration tests: moto, the emulator, Google's clients)"
 log="${TMPDIR:-/tmp}/vertex-broker-test.log"
+qemu_log="${TMPDIR:-/tmp}/vertex-broker-test-qemu.log"
+# The tests' own files (clean HOMEs, Go builds, browser profiles, credential files) go to one
+# scratch directory, removed when the run ends, pass or fail.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/vertex-broker-tests.XXXXXX")
+chmod 0755 "$scratch" # containers in tests/image.rs read files under it as another user
+trap 'kill $moto_pid 2>/dev/null || true; rm -rf "$scratch"' EXIT
+export TMPDIR="$scratch"
 set +e
 cargo test --workspace --locked --no-fail-fast --bins --test '*' 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -106,19 +116,14 @@ for name in ("layer", "rotation", "minter"):
             os.chmod(os.path.join(out, name, member), 0o755)
 PY
 qemu_path=$(command -v "$qemu")
-qemu_log="${TMPDIR:-/tmp}/vertex-broker-test-qemu.log"
+# --workspace, as above: the same features, so the same test binaries run again, none rebuilt
+# (one package alone resolves other features and builds every dependency a second time).
 VERTEX_BROKER_TEST_EXTENSION="$qemu_path $unpacked/layer/extensions/vertex-broker-extension" \
-  cargo test --locked --test extension 2>&1 | tee "$qemu_log"
-extension_status=${PIPESTATUS[0]}
-VERTEX_BROKER_TEST_BOOTSTRAP="$qemu_path $unpacked/rotation/bootstrap" \
-  cargo test --locked -p vertex-broker-rotation --test bootstrap 2>&1 | tee -a "$qemu_log"
-bootstrap_status=${PIPESTATUS[0]}
-VERTEX_BROKER_TEST_MINTER="$qemu_path $unpacked/minter/bootstrap" \
-  cargo test --locked -p vertex-broker-minter --test bootstrap 2>&1 | tee -a "$qemu_log"
-minter_status=${PIPESTATUS[0]}
-for s in "$extension_status" "$bootstrap_status" "$minter_status"; do
-  if [ "$status" -eq 0 ]; then status=$s; fi
-done
+  VERTEX_BROKER_TEST_BOOTSTRAP="$qemu_path $unpacked/rotation/bootstrap" \
+  VERTEX_BROKER_TEST_MINTER="$qemu_path $unpacked/minter/bootstrap" \
+  cargo test --workspace --locked --no-fail-fast --test extension --test bootstrap 2>&1 | tee "$qemu_log"
+qemu_status=${PIPESTATUS[0]}
+if [ "$status" -eq 0 ]; then status=$qemu_status; fi
 set -e
 # One closing line over every test binary (the last cargo line is a doc-test run of 0); the
 # re-runs under qemu are counted apart, since they run tests already counted once.
@@ -126,4 +131,5 @@ count='/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(
 tests=$(awk "$count END { printf \"%d passed, %d failed\", p, f }" "$unit_log" "$log")
 rerun=$(awk "$count END { printf \"%d passed, %d failed\", p, f }" "$qemu_log")
 echo "tests: $tests; re-run on the packaged $foreign binaries under qemu: $rerun"
+echo "disk: target directory $(du -sh "${CARGO_TARGET_DIR:-$root/target}" | cut -f1), $(df -h --output=avail "$root" | tail -1 | tr -d ' ') left"
 exit "$status"
