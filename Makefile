@@ -31,8 +31,9 @@ ARCH ?= x86_64
 package:
 	bash scripts/package.sh $(ARCH)
 
-## The container image vertex-broker:dev (IMAGE=name:tag to rename): static musl binaries in
-## FROM scratch, built with Docker's classic builder; starts Docker's daemon if none answers.
+## The container image vertex-broker:dev (IMAGE=name:tag to rename, ARCH=x86_64 or arm64): static
+## musl binaries in FROM scratch, built with Docker's classic builder; starts Docker's daemon if
+## none answers.
 IMAGE ?= vertex-broker:dev
 image:
 	bash scripts/docker.sh

@@ -47,6 +47,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The library as the Lambda binaries build it (fewer features): nothing left unused or undocumented.
 cargo clippy --locked -p vertex-broker --lib --no-default-features -- -D warnings
 cargo clippy --locked -p vertex-broker --lib --no-default-features --features broker -- -D warnings
+# The container image's CLI: without `dev` and its emulator.
+cargo clippy --locked -p vertex-broker --bins --no-default-features --features cli -- -D warnings
 # The fuzz targets (make fuzz runs them on nightly) still compile against the library. fuzz/ is
 # its own workspace: share the main target directory rather than build a second one in fuzz/.
 echo "==> cargo check of the fuzz targets"
@@ -83,9 +85,11 @@ env "${sam_env[@]}" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 \
   { cat "${TMPDIR:-/tmp}/vertex-broker-sam.log"; exit 1; }
 python3 scripts/check_package.py --sam-build arm64 "$sam_dir"
 
-echo "==> the container image: Docker's daemon, then make image (its size and build time)"
+echo "==> the container images: Docker's daemon, then make image for both architectures (size, build time)"
 bash scripts/docker.sh
-IMAGE=vertex-broker:test bash scripts/image.sh
+IMAGE=vertex-broker:test bash scripts/image.sh "$(case "$foreign" in arm64) echo x86_64 ;; *) echo arm64 ;; esac)"
+IMAGE="vertex-broker:test-$foreign" bash scripts/image.sh "$foreign"
+bash scripts/binfmt.sh # tests/image.rs runs the $foreign image under qemu-user
 
 echo "==> cargo test (the integration tests: moto, the emulator, Google's clients)"
 log="${TMPDIR:-/tmp}/vertex-broker-test.log"

@@ -6,7 +6,8 @@
 //! glossary of the words the code uses.
 //!
 //! Features choose what compiles: none for the rotation function, `broker` for the layer's
-//! extension, `cli` (the default) for the CLI with `dev`, `doctor` and `operator`.
+//! extension, `cli` for the CLI with `doctor` and `operator` (the container image's), `dev` (the
+//! default) for the CLI with the offline sandbox and its embedded Google emulator.
 //!
 //! Binaries: `vertex-broker` (the CLI, `src/main.rs` over `src/cli/`), `vertex-broker-extension`
 //! (the layer's extension, `src/bin/`). The rotation Lambda is the `rotation/` crate (binary `bootstrap`);
@@ -21,7 +22,7 @@ pub mod broker;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
-#[cfg(feature = "cli")]
+#[cfg(feature = "dev")]
 pub mod dev;
 #[cfg(feature = "cli")]
 pub mod doctor;

@@ -3,7 +3,8 @@
 //! from it with a rotated key in moto, and with AWS federation from ECS container credentials and
 //! from EKS Pod Identity's form of them; it becomes healthy with no shell; it runs read-only as a
 //! user other than root; `docker stop` answers the request in flight and exits 0; `/opt` holds
-//! the layer's two files, executable.
+//! the layer's two files, executable. The other architecture's image (arm64 here) serves a token
+//! and turns healthy under qemu-user.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -12,22 +13,38 @@ use google_emulator::WORKLOAD_IDENTITY_USER;
 use serde_json::Value;
 use test_support as support;
 
-const IMAGE: &str = "vertex-broker:test";
+/// This machine's architecture as scripts/image.sh names it, and the other one.
+const NATIVE: &str = if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" };
+const FOREIGN: &str = if cfg!(target_arch = "aarch64") { "x86_64" } else { "arm64" };
 
-/// Builds the image once per test binary (starting Docker's daemon first when none answers).
+/// The image for this machine's architecture, built once per test binary (starting Docker's
+/// daemon first when none answers).
 fn image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        for script in ["scripts/docker.sh", "scripts/image.sh"] {
+    build(&BUILT, "vertex-broker:test", NATIVE, &[])
+}
+
+/// The other architecture's image (`make image ARCH=arm64` here), run under qemu-user through
+/// binfmt_misc (scripts/binfmt.sh).
+fn foreign_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let tag = if FOREIGN == "arm64" { "vertex-broker:test-arm64" } else { "vertex-broker:test-x86_64" };
+    build(&BUILT, tag, FOREIGN, &["scripts/binfmt.sh"])
+}
+
+fn build(built: &OnceLock<()>, image: &'static str, arch: &str, first: &[&str]) -> &'static str {
+    built.get_or_init(|| {
+        for script in ["scripts/docker.sh"].iter().chain(first).chain(&["scripts/image.sh"]) {
             let status = std::process::Command::new("bash")
                 .arg(format!("{}/{script}", support::REPO))
-                .env("IMAGE", IMAGE)
+                .arg(arch)
+                .env("IMAGE", image)
                 .status()
                 .unwrap();
-            assert!(status.success(), "{script} failed");
+            assert!(status.success(), "{script} {arch} failed");
         }
     });
-    IMAGE
+    image
 }
 
 fn docker(args: &[&str]) -> std::process::Output {
@@ -40,9 +57,9 @@ struct Container {
 }
 
 impl Container {
-    /// `docker run -d` of the image (default command `serve`) on the host's network, read-only,
+    /// `docker run -d` of `image` (default command `serve`) on the host's network, read-only,
     /// as the image's unprivileged user, with `env` and `extra` docker arguments.
-    fn run(env: &[(&str, String)], extra: &[&str]) -> Self {
+    fn run(image: &str, env: &[(&str, String)], extra: &[&str]) -> Self {
         let name = support::unique("vertex-broker");
         let mut args: Vec<String> =
             ["run", "-d", "--network", "host", "--read-only", "--name", &name].iter().map(|s| s.to_string()).collect();
@@ -50,7 +67,7 @@ impl Container {
         for (k, v) in env {
             args.extend(["-e".to_string(), format!("{k}={v}")]);
         }
-        args.push(image().to_string());
+        args.push(image.to_string());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = docker(&refs);
         assert!(out.status.success(), "docker run: {}", String::from_utf8_lossy(&out.stderr));
@@ -98,7 +115,7 @@ async fn a_rotated_key_read_only_unprivileged_healthy_and_a_stop_that_answers_in
         ("VERTEX_BROKER_VERTEX_ENDPOINT", f.emu.url()),
         ("VERTEX_BROKER_DRAIN_TIMEOUT", "5s".to_string()),
     ]);
-    let c = Container::run(&env, &[]);
+    let c = Container::run(image(), &env, &[]);
     support::wait_listening(port).await;
     assert_eq!(c.inspect("{{.Config.User}}"), "65532:65532", "not root");
     assert_eq!(c.inspect("{{.HostConfig.ReadonlyRootfs}}"), "true");
@@ -175,7 +192,7 @@ async fn it_federates_with_ecs_task_credentials_and_with_eks_pod_identity() {
         ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.clone()),
         ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ecs-auth-token".into()),
     ]);
-    let ecs = Container::run(&env, &[]);
+    let ecs = Container::run(image(), &env, &[]);
     support::wait_listening(port).await;
     let v = python_client(port).await;
     assert_eq!(v["email"], target.as_str(), "logs: {}", ecs.logs());
@@ -202,10 +219,58 @@ async fn it_federates_with_ecs_task_credentials_and_with_eks_pod_identity() {
             "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token".into(),
         ),
     ]);
-    let eks = Container::run(&env, &["-v", &mount]);
+    let eks = Container::run(image(), &env, &["-v", &mount]);
     support::wait_listening(port).await;
     let v = python_client(port).await;
     assert_eq!(v["email"], target.as_str(), "logs: {}", eks.logs());
     assert!(served.load(std::sync::atomic::Ordering::Relaxed) >= 1, "the pod identity credentials were used");
     let _ = std::fs::remove_file(&token_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_architectures_image_serves_a_rotated_key_and_turns_healthy() {
+    let image = foreign_image();
+    let platform = docker(&["image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image]);
+    let expected = if FOREIGN == "arm64" { "linux/arm64" } else { "linux/amd64" };
+    assert_eq!(String::from_utf8_lossy(&platform.stdout).trim(), expected);
+
+    let f = support::Fixture::new("image-foreign").await;
+    let port = support::free_port();
+    let mut env: Vec<(&str, String)> = support::aws_env().to_vec();
+    env.extend([
+        ("VERTEX_BROKER_SECRET_ID", f.secret.clone()),
+        ("VERTEX_BROKER_PORT", port.to_string()),
+        ("VERTEX_BROKER_VERTEX_ENDPOINT", f.emu.url()),
+    ]);
+    let c = Container::run(image, &env, &["--platform", expected]);
+    // Emulated: a slower start than the native image's.
+    support::wait_for("the emulated broker listening", Duration::from_secs(30), || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+    })
+    .await;
+    let v = python_client(port).await;
+    let token = v["token"].as_str().unwrap_or_else(|| panic!("{v}; logs: {}", c.logs()));
+    assert_eq!(f.emu.token_account(token), Some(f.account.clone()));
+    let through_gateway = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/vertex/v1/projects/proj-test/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
+        ))
+        .json(&serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(through_gateway.status(), 200, "a Vertex call through the emulated gateway; logs: {}", c.logs());
+    support::wait_for("the emulated container healthy", Duration::from_secs(60), || async {
+        (c.inspect("{{.State.Health.Status}}") == "healthy").then_some(())
+    })
+    .await;
+
+    // The layer's extension for Lambda container images of that architecture: its ELF machine.
+    let opt = std::env::temp_dir().join(support::unique("opt-foreign"));
+    let copied = docker(&["cp", &format!("{}:/opt", c.name), opt.to_str().unwrap()]);
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let elf = std::fs::read(opt.join("extensions/vertex-broker-extension")).unwrap();
+    let machine = u16::from_le_bytes([elf[18], elf[19]]);
+    assert_eq!(machine, if FOREIGN == "arm64" { 0xB7 } else { 0x3E }, "e_machine of the extension");
+    let _ = std::fs::remove_dir_all(&opt);
 }

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use super::{Failure, Printer};
-use crate::dev::DevOptions;
 
 /// Shortest accepted `--rotate-every`: each rotation mints a key and revokes an aged-out one,
 /// so anything shorter only churns keys faster than a person can watch them.
@@ -11,6 +10,7 @@ pub const MIN_ROTATE_EVERY: Duration = Duration::from_secs(1);
 
 /// `vertex-broker dev`'s arguments.
 #[derive(clap::Args)]
+#[cfg_attr(not(feature = "dev"), allow(dead_code))]
 #[command(
     after_help = "Examples:\n  vertex-broker dev --rotate-every 30s\n  vertex-broker dev --keyless   # federation from AWS, no key\n  \
         make dev PORT=2780"
@@ -44,8 +44,22 @@ pub async fn run(args: Args, out: Printer) -> Result<(), Failure> {
             "dev talks to a person and has no JSON output; drop --output json (status, token and doctor have it)",
         ));
     }
-    let opts = DevOptions { port: args.port, rotate_every: args.rotate_every, keyless: args.keyless };
+    sandbox(args, out).await
+}
+
+#[cfg(feature = "dev")]
+async fn sandbox(args: Args, out: Printer) -> Result<(), Failure> {
+    let opts = crate::dev::DevOptions { port: args.port, rotate_every: args.rotate_every, keyless: args.keyless };
     crate::dev::run(opts, |line| out.progress(line)).await.map_err(|e| Failure::failed(e.to_string()))
+}
+
+/// A build without the emulator (the container image's CLI) says where the sandbox is.
+#[cfg(not(feature = "dev"))]
+async fn sandbox(_: Args, _: Printer) -> Result<(), Failure> {
+    Err(Failure::usage(
+        "this vertex-broker was built without the dev sandbox (the container image leaves the Google emulator out); \
+         run it from a source checkout: make dev",
+    ))
 }
 
 #[cfg(test)]
