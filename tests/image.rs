@@ -163,6 +163,11 @@ async fn a_rotated_key_read_only_unprivileged_healthy_and_a_stop_that_answers_in
     let _ = std::fs::remove_dir_all(&opt);
     let logs = c.logs();
     assert!(!logs.contains(token) && !logs.contains("PRIVATE KEY"), "no token or key in the logs");
+
+    // The image's CLI has no sandbox (no emulator inside): asked for one, it says where it is.
+    let dev = docker(&["run", "--rm", "--network", "host", image(), "dev"]);
+    assert_eq!(dev.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&dev.stderr).contains("make dev"), "{}", String::from_utf8_lossy(&dev.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
