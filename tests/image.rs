@@ -197,7 +197,9 @@ async fn it_federates_with_ecs_task_credentials_and_with_eks_pod_identity() {
         ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.clone()),
         ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ecs-auth-token".into()),
     ]);
-    let ecs = Container::run(image(), &env, &[]);
+    // Any unprivileged user, as a pod's runAsUser or a task's user would set it.
+    let ecs = Container::run(image(), &env, &["--user", "10001:10001"]);
+    assert_eq!(ecs.inspect("{{.Config.User}}"), "10001:10001");
     support::wait_listening(port).await;
     let v = python_client(port).await;
     assert_eq!(v["email"], target.as_str(), "logs: {}", ecs.logs());
