@@ -78,6 +78,14 @@ impl Container {
         String::from_utf8_lossy(&docker(&["inspect", "--format", format, &self.name]).stdout).trim().to_string()
     }
 
+    /// The container's `/opt`, copied to a fresh host directory (the caller removes it).
+    fn copy_opt(&self) -> std::path::PathBuf {
+        let opt = std::env::temp_dir().join(support::unique("opt"));
+        let copied = docker(&["cp", &format!("{}:/opt", self.name), opt.to_str().unwrap()]);
+        assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+        opt
+    }
+
     fn logs(&self) -> String {
         let out = docker(&["logs", &self.name]);
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
@@ -104,17 +112,35 @@ async fn python_client(port: u16) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotated_key_read_only_unprivileged_healthy_and_a_stop_that_answers_in_flight() {
-    let f = support::Fixture::new("image").await;
-    let port = support::free_port();
-    let mut env: Vec<(&str, String)> = support::aws_env().to_vec();
+/// What a container needs to serve `f`'s rotated key on `port`, Vertex at the emulator.
+fn rotated_key_env(f: &support::Fixture, port: u16) -> Vec<(&'static str, String)> {
+    let mut env = support::aws_env().to_vec();
     env.extend([
         ("VERTEX_BROKER_SECRET_ID", f.secret.clone()),
         ("VERTEX_BROKER_PORT", port.to_string()),
         ("VERTEX_BROKER_VERTEX_ENDPOINT", f.emu.url()),
-        ("VERTEX_BROKER_DRAIN_TIMEOUT", "5s".to_string()),
     ]);
+    env
+}
+
+/// A Gemini call through the gateway of the broker on `port`: its status.
+async fn generate_through(port: u16) -> reqwest::Result<u16> {
+    reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/vertex/v1/projects/proj-test/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
+        ))
+        .json(&serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_read_only_unprivileged_healthy_and_a_stop_that_answers_in_flight() {
+    let f = support::Fixture::new("image").await;
+    let port = support::free_port();
+    let mut env = rotated_key_env(&f, port);
+    env.push(("VERTEX_BROKER_DRAIN_TIMEOUT", "5s".to_string()));
     let c = Container::run(image(), &env, &[]);
     support::wait_listening(port).await;
     assert_eq!(c.inspect("{{.Config.User}}"), "65532:65532", "not root");
@@ -133,16 +159,7 @@ async fn a_rotated_key_read_only_unprivileged_healthy_and_a_stop_that_answers_in
 
     // A slow Vertex call in flight while `docker stop` drains: it is answered, the exit is 0.
     f.emu.set_vertex_latency(Duration::from_millis(1500), Duration::ZERO);
-    let call = tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(format!(
-                "http://127.0.0.1:{port}/vertex/v1/projects/proj-test/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
-            ))
-            .json(&serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-    });
+    let call = tokio::spawn(generate_through(port));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopping = Instant::now();
     let stop = docker(&["stop", "-t", "10", &c.name]);
@@ -152,9 +169,7 @@ async fn a_rotated_key_read_only_unprivileged_healthy_and_a_stop_that_answers_in
     assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "logs: {}", c.logs());
 
     // The layer's files for Lambda container images, executable.
-    let opt = std::env::temp_dir().join(support::unique("opt"));
-    let copied = docker(&["cp", &format!("{}:/opt", c.name), opt.to_str().unwrap()]);
-    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let opt = c.copy_opt();
     use std::os::unix::fs::PermissionsExt;
     for file in ["extensions/vertex-broker-extension", "vertex-broker-wrapper"] {
         let mode = std::fs::metadata(opt.join(file)).unwrap().permissions().mode();
@@ -243,13 +258,7 @@ async fn the_other_architectures_image_serves_a_rotated_key_and_turns_healthy() 
 
     let f = support::Fixture::new("image-foreign").await;
     let port = support::free_port();
-    let mut env: Vec<(&str, String)> = support::aws_env().to_vec();
-    env.extend([
-        ("VERTEX_BROKER_SECRET_ID", f.secret.clone()),
-        ("VERTEX_BROKER_PORT", port.to_string()),
-        ("VERTEX_BROKER_VERTEX_ENDPOINT", f.emu.url()),
-    ]);
-    let c = Container::run(image, &env, &["--platform", expected]);
+    let c = Container::run(image, &rotated_key_env(&f, port), &["--platform", expected]);
     // Emulated: a slower start than the native image's.
     support::wait_for("the emulated broker listening", Duration::from_secs(30), || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
@@ -258,24 +267,15 @@ async fn the_other_architectures_image_serves_a_rotated_key_and_turns_healthy() 
     let v = python_client(port).await;
     let token = v["token"].as_str().unwrap_or_else(|| panic!("{v}; logs: {}", c.logs()));
     assert_eq!(f.emu.token_account(token), Some(f.account.clone()));
-    let through_gateway = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{port}/vertex/v1/projects/proj-test/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
-        ))
-        .json(&serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(through_gateway.status(), 200, "a Vertex call through the emulated gateway; logs: {}", c.logs());
+    let through_gateway = generate_through(port).await.unwrap();
+    assert_eq!(through_gateway, 200, "a Vertex call through the emulated gateway; logs: {}", c.logs());
     support::wait_for("the emulated container healthy", Duration::from_secs(60), || async {
         (c.inspect("{{.State.Health.Status}}") == "healthy").then_some(())
     })
     .await;
 
     // The layer's extension for Lambda container images of that architecture: its ELF machine.
-    let opt = std::env::temp_dir().join(support::unique("opt-foreign"));
-    let copied = docker(&["cp", &format!("{}:/opt", c.name), opt.to_str().unwrap()]);
-    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let opt = c.copy_opt();
     let elf = std::fs::read(opt.join("extensions/vertex-broker-extension")).unwrap();
     let machine = u16::from_le_bytes([elf[18], elf[19]]);
     assert_eq!(machine, if FOREIGN == "arm64" { 0xB7 } else { 0x3E }, "e_machine of the extension");
