@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the container image vertex-broker:dev (IMAGE=name:tag to rename) for ARCH (x86_64, the
 # default, or arm64): the CLI (without the dev sandbox's emulator) and the layer's extension,
-# linked statically against musl on this host, copied into `FROM scratch` with the CA bundle and
-# the layer's wrapper. Docker's classic builder, no base image pulled. x86_64 links with Debian's
-# musl-tools; arm64 with cargo-lambda's zig, the cross toolchain of scripts/package.sh. Installs
-# the musl target's standard library, musl-tools and cargo-lambda when missing.
+# linked statically against musl with cargo-lambda's zig (the cross toolchain of
+# scripts/package.sh), copied into `FROM scratch` with the CA bundle and the layer's wrapper.
+# Docker's classic builder, no base image pulled. Installs the musl target's standard library
+# and cargo-lambda when missing.
 # usage: scripts/image.sh [x86_64|arm64]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,27 +23,16 @@ if [ -n "$rustc_for_target" ]; then export RUSTC="$rustc_for_target"; fi
 # main one's lock; the musl artifacts would be apart from the others anyway.
 target=${CARGO_TARGET_DIR:-$root/target}/image-cargo
 started=$(date +%s)
-# One build, features `cli` (the CLI without `dev`); the extension links only what it runs.
-build=(--release --locked --target "$triple" --no-default-features --features cli
-  --bin vertex-broker --bin vertex-broker-extension)
-case "$arch" in
-  x86_64)
-    # aws-lc-sys compiles C: musl-gcc for the musl target. Static, so the binaries run in scratch.
-    bash scripts/apt.sh musl-tools
-    env "CC_${triple//-/_}=musl-gcc" RUSTFLAGS="-C target-feature=+crt-static" \
-      cargo build "${build[@]}" --target-dir "$target"
-    cli="$target/$triple/release/vertex-broker"
-    extension="$target/$triple/release/vertex-broker-extension"
-    ;;
-  arm64)
-    # zig compiles aws-lc-sys's C and links, against the musl zig ships (static by default).
-    bash scripts/venv.sh
-    PATH="$root/.venv/bin:$PATH" CARGO_TARGET_DIR="$target" cargo lambda build "${build[@]}"
-    # cargo-lambda moves each binary to lambda/NAME/bootstrap.
-    cli="$target/lambda/vertex-broker/bootstrap"
-    extension="$target/lambda/vertex-broker-extension/bootstrap"
-    ;;
-esac
+# One build, features `cli` (the CLI without `dev`); the extension links only what it runs. zig
+# (cargo-lambda's, as in scripts/package.sh) compiles aws-lc-sys's C and links against the musl
+# it ships, statically, for either architecture on either host. cargo-lambda puts each binary in
+# lambda-ARCH/NAME/bootstrap: one directory per architecture, as tests build both at once.
+bash scripts/venv.sh
+PATH="$root/.venv/bin:$PATH" CARGO_TARGET_DIR="$target" cargo lambda build --release --locked \
+  --target "$triple" --lambda-dir "$target/lambda-$arch" --no-default-features --features cli \
+  --bin vertex-broker --bin vertex-broker-extension
+cli="$target/lambda-$arch/vertex-broker/bootstrap"
+extension="$target/lambda-$arch/vertex-broker-extension/bootstrap"
 out="$target/context/$arch"
 rm -rf "$out" && mkdir -p "$out/etc/ssl/certs" "$out/opt/extensions"
 cp "$cli" "$out/vertex-broker"
