@@ -66,8 +66,8 @@ done
 # Debian (multiarch: qemu-user 7.2 hangs in pthread_create when pointed at the cross compilers'
 # copy with -L). check_package.py starts each packaged binary; the tests below run again on them.
 case "$(uname -m)" in
-  x86_64) foreign=arm64 qemu=qemu-aarch64-static glibc=libc6:arm64 ;;
-  aarch64) foreign=x86_64 qemu=qemu-x86_64-static glibc=libc6:amd64 ;;
+  x86_64) native=x86_64 foreign=arm64 qemu=qemu-aarch64-static glibc=libc6:arm64 ;;
+  aarch64) native=arm64 foreign=x86_64 qemu=qemu-x86_64-static glibc=libc6:amd64 ;;
 esac
 bash scripts/apt.sh qemu-user-static "$glibc"
 for arch in x86_64 arm64; do
@@ -87,7 +87,7 @@ python3 scripts/check_package.py --sam-build arm64 "$sam_dir"
 
 echo "==> the container images: Docker's daemon, then make image for both architectures (size, build time)"
 bash scripts/docker.sh
-IMAGE=vertex-broker:test bash scripts/image.sh "$(case "$foreign" in arm64) echo x86_64 ;; *) echo arm64 ;; esac)"
+IMAGE=vertex-broker:test bash scripts/image.sh "$native"
 IMAGE="vertex-broker:test-$foreign" bash scripts/image.sh "$foreign"
 bash scripts/binfmt.sh # tests/image.rs runs the $foreign image under qemu-user
 
