@@ -33,6 +33,16 @@ def main() -> int:
                 print(f"image_platform.py: {image} saved as {len(manifest)} images, expected 1", file=sys.stderr)
                 return 1
             old = manifest[0]["Config"]
+            if "/" in old:
+                # Docker 25 and later save an OCI layout (blobs/sha256/...), whose index also names
+                # the config's digest; this rewrite knows only the older format.
+                print(
+                    f"image_platform.py: docker save wrote an OCI layout ({old}), which this rewrite does "
+                    f"not handle; with this Docker, build the context scripts/image.sh prepared "
+                    f"(target/image-cargo/context/ARCH) with BuildKit: docker buildx build --platform linux/{arch}",
+                    file=sys.stderr,
+                )
+                return 1
             config = json.load(src.extractfile(old))
             config["architecture"] = arch
             config.pop("variant", None)
