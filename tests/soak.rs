@@ -297,8 +297,10 @@ async fn a_minute_of_rotations_google_failures_and_a_secrets_manager_restart_los
     let _ = broker.start_kill();
     let counters = &status["accounts"][0]["counters"];
     eprintln!("broker counters: {counters}");
-    // The disturbances reached the broker: failed mints and secret reads, and key reloads.
-    assert!(counters["upstream_errors"].as_u64().unwrap() >= 2, "{counters}");
+    // The disturbances reached the broker: a failed mint or secret read, and key reloads. How
+    // many fail depends on timing (the broker's retries can outlast a 5 s window, and a rotation
+    // that fails in one mints no key to reload): one run in about six saw a single failure.
+    assert!(counters["upstream_errors"].as_u64().unwrap() >= 1, "{counters}");
     assert!(counters["key_reloads"].as_u64().unwrap() >= 5, "{counters}");
 
     let requests = requests.load(Ordering::Relaxed);
