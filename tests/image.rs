@@ -13,23 +13,35 @@ use google_emulator::WORKLOAD_IDENTITY_USER;
 use serde_json::Value;
 use test_support as support;
 
-/// This machine's architecture as scripts/image.sh names it, and the other one.
-const NATIVE: &str = if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" };
-const FOREIGN: &str = if cfg!(target_arch = "aarch64") { "x86_64" } else { "arm64" };
+/// An architecture as scripts/image.sh, Docker and ELF name it, and the tag scripts/test.sh
+/// gives its image when it is the other one.
+struct Arch {
+    name: &'static str,
+    platform: &'static str,
+    elf_machine: u16,
+    foreign_tag: &'static str,
+}
+
+const X86_64: Arch =
+    Arch { name: "x86_64", platform: "linux/amd64", elf_machine: 0x3E, foreign_tag: "vertex-broker:test-x86_64" };
+const ARM64: Arch =
+    Arch { name: "arm64", platform: "linux/arm64", elf_machine: 0xB7, foreign_tag: "vertex-broker:test-arm64" };
+/// This machine's architecture, and the other one.
+const NATIVE: Arch = if cfg!(target_arch = "aarch64") { ARM64 } else { X86_64 };
+const FOREIGN: Arch = if cfg!(target_arch = "aarch64") { X86_64 } else { ARM64 };
 
 /// The image for this machine's architecture, built once per test binary (starting Docker's
 /// daemon first when none answers).
 fn image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
-    build(&BUILT, "vertex-broker:test", NATIVE, &[])
+    build(&BUILT, "vertex-broker:test", NATIVE.name, &[])
 }
 
 /// The other architecture's image (`make image ARCH=arm64` here), run under qemu-user through
 /// binfmt_misc (scripts/binfmt.sh).
 fn foreign_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
-    let tag = if FOREIGN == "arm64" { "vertex-broker:test-arm64" } else { "vertex-broker:test-x86_64" };
-    build(&BUILT, tag, FOREIGN, &["scripts/binfmt.sh"])
+    build(&BUILT, FOREIGN.foreign_tag, FOREIGN.name, &["scripts/binfmt.sh"])
 }
 
 fn build(built: &OnceLock<()>, image: &'static str, arch: &str, first: &[&str]) -> &'static str {
@@ -253,7 +265,7 @@ async fn it_federates_with_ecs_task_credentials_and_with_eks_pod_identity() {
 async fn the_other_architectures_image_serves_a_rotated_key_and_turns_healthy() {
     let image = foreign_image();
     let platform = docker(&["image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image]);
-    let expected = if FOREIGN == "arm64" { "linux/arm64" } else { "linux/amd64" };
+    let expected = FOREIGN.platform;
     assert_eq!(String::from_utf8_lossy(&platform.stdout).trim(), expected);
 
     let f = support::Fixture::new("image-foreign").await;
@@ -278,6 +290,6 @@ async fn the_other_architectures_image_serves_a_rotated_key_and_turns_healthy() 
     let opt = c.copy_opt();
     let elf = std::fs::read(opt.join("extensions/vertex-broker-extension")).unwrap();
     let machine = u16::from_le_bytes([elf[18], elf[19]]);
-    assert_eq!(machine, if FOREIGN == "arm64" { 0xB7 } else { 0x3E }, "e_machine of the extension");
+    assert_eq!(machine, FOREIGN.elf_machine, "e_machine of the extension");
     let _ = std::fs::remove_dir_all(&opt);
 }

@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
     )?;
     let Some(token_secret) = config.token_secret_id.clone() else {
         let message = "VERTEX_BROKER_TOKEN_SECRET_ID is not set: name the token secret the minter writes";
-        eprintln!("{{\"level\":\"ERROR\",\"message\":\"{message}\"}}");
+        tracing::error!("{message}");
         return Err(message.into());
     };
     let credentials = LambdaCredentials::from_env();
