@@ -3,11 +3,14 @@
 //! call. Same upstream for all (a second nginx answering a fixed `generateContent` answer with
 //! `usageMetadata`), wrk on loopback, rounds interleaved: throughput, p50/p99 and CPU per call
 //! for a direct call, nginx and the gateway (release `serve`, audit lines and metrics on), at 1
-//! and 10 callers, and the gateway again with audit lines and metrics off (what they cost); then
+//! and 10 callers, the gateway again with audit lines and metrics off (what they cost), and the
+//! floor under the gateway: a proxy of the same parts doing nothing else (what they cost); then
 //! the gateway's peak RSS across 1,000,000 one-byte chunks. With
 //! `BENCH_BASELINE_VERTEX_BROKER=path` another build of the CLI runs beside this one (before and
-//! after). With `BENCH_HOLD_SECONDS=n` it prints each target's URL and process id and waits n
-//! seconds before the rounds, for `perf record -p` or `strace -c -p`. Asserts nothing.
+//! after). `BENCH_ONLY=floor,baseline` runs only the targets whose names hold one of those words
+//! (with the direct call and nginx). With `BENCH_HOLD_SECONDS=n` it prints each target's URL and
+//! process (the floor's: its thread) id and waits n seconds before the rounds, for `perf record
+//! -p` or `strace -c -p`. Asserts nothing.
 
 use test_support as support;
 
@@ -18,6 +21,9 @@ use std::time::Duration;
 use support::bench::{cpu_seconds, median_run, wrk, Wrk};
 use support::nginx::Nginx;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "gateway_nginx/floor.rs"]
+mod floor;
 
 const ROUNDS: usize = 3;
 const SECONDS: u32 = 3;
@@ -129,6 +135,16 @@ async fn run() {
     let proxy_url = format!("http://127.0.0.1:{px}{MODEL}");
     wait_answering(&proxy_url).await;
     targets.insert(1, Target { name: "nginx".into(), url: proxy_url, pid: Some(proxy.pid()), runs: vec![], cpu: 0.0 });
+    let (fp, thread) = floor::start(up, &token);
+    let floor_url = format!("http://127.0.0.1:{fp}{MODEL}");
+    wait_answering(&floor_url).await;
+    targets.push(Target {
+        name: "floor (hyper, same parts)".into(),
+        url: floor_url,
+        pid: Some(thread),
+        runs: vec![],
+        cpu: 0.0,
+    });
 
     let script = dir.join("post.lua");
     std::fs::write(
@@ -138,6 +154,9 @@ async fn run() {
     )
     .unwrap();
     let script = script.display().to_string();
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        targets.retain(|t| t.name == "direct" || t.name == "nginx" || only.split(',').any(|o| t.name.contains(o)));
+    }
     if let Some(hold) = std::env::var("BENCH_HOLD_SECONDS").ok().and_then(|s| s.parse().ok()) {
         for t in &targets {
             println!("hold: {} {} pid {:?} (wrk script {script})", t.name, t.url, t.pid);
@@ -146,7 +165,7 @@ async fn run() {
     }
     println!(
         "gateway vs nginx: generateContent to one upstream (nginx, fixed answer), wrk on loopback, {ROUNDS} interleaved \
-         rounds of {SECONDS} s; medians; CPU per call of the proxy process (all rounds)"
+         rounds of {SECONDS} s; medians; CPU per call of the proxy process, the floor's thread (all rounds)"
     );
     for connections in [1u32, 10] {
         for t in &mut targets {

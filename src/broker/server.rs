@@ -1,8 +1,8 @@
 //! The broker's HTTP listener: HTTP/1.1 with keep-alive on 127.0.0.1 only, hyper directly (no
 //! framework) because the token endpoint is a hot path. Bounded against its neighbours:
-//! [`Connections`] caps open connections, hyper's own timer closes a connection that does not
-//! send a whole request head within the header timeout (idle keep-alive ones included), one whose
-//! peer stops reading its answer is closed after the write timeout, accept
+//! [`Connections`] caps open connections and closes one that does not send a whole request head
+//! within the header timeout (idle keep-alive ones included) with one sweep rather than a timer
+//! per request, one whose peer stops reading its answer is closed after the write timeout, accept
 //! errors (descriptors exhausted) back off instead of spinning and are logged at most once a
 //! second, and shutdown drains requests in flight for a bounded time.
 
@@ -77,8 +77,12 @@ pub async fn listen(port: u16) -> Result<(TcpListener, Signals), ListenError> {
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Future<Output = Duration>) {
     let limits = *broker.limits();
     let connections = Connections::new(limits.max_connections);
+    tokio::spawn({
+        let connections = connections.clone();
+        async move { connections.close_idle(limits.header_timeout).await }
+    });
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(MAX_HEAD).keep_alive(true);
+    http.max_buf_size(MAX_HEAD).keep_alive(true);
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let mut errors = AcceptErrors::default();
     tokio::pin!(shutdown);
