@@ -65,7 +65,9 @@ pub struct Metrics {
     namespace: Option<String>,
     function_name: String,
     broker: BrokerCounts,
-    vertex: Mutex<BTreeMap<(String, &'static str), VertexCounts>>,
+    /// Per model, per status class: looked up by `&str`, so a call allocates nothing once its
+    /// model has been seen since the last flush.
+    vertex: Mutex<BTreeMap<String, BTreeMap<&'static str, VertexCounts>>>,
     sink: Sink,
 }
 
@@ -146,12 +148,16 @@ impl Metrics {
         let class = status_class(call.status);
         let full = {
             let mut vertex = crate::lock(&self.vertex);
-            let model = if vertex.len() >= MAX_MODELS && !vertex.keys().any(|(m, _)| m == call.model) {
+            let model = if vertex.len() >= MAX_MODELS && !vertex.contains_key(call.model) {
                 "other"
             } else {
                 call.model
             };
-            let v = vertex.entry((model.to_string(), class)).or_default();
+            if !vertex.contains_key(model) {
+                vertex.insert(model.to_string(), BTreeMap::new());
+            }
+            let classes = vertex.get_mut(model).expect("inserted above");
+            let v = classes.entry(class).or_default();
             v.calls += 1;
             v.attempts += u64::from(call.attempts);
             v.upstream_errors += u64::from(call.upstream_errors);
@@ -162,13 +168,12 @@ impl Metrics {
                 v.total_tokens += u.total_token_count;
             }
             if v.latency_ms.len() >= MAX_VALUES {
-                let key = (model.to_string(), class);
-                vertex.remove_entry(&key)
+                classes.remove(class).map(|counts| (model.to_string(), class, counts))
             } else {
                 None
             }
         };
-        if let Some(((model, class), counts)) = full {
+        if let Some((model, class, counts)) = full {
             (self.sink)(&self.vertex_line(&model, class, &counts, now_ms()));
         }
     }
@@ -181,8 +186,10 @@ impl Metrics {
         let now = now_ms();
         self.flush_broker(now);
         let vertex = std::mem::take(&mut *crate::lock(&self.vertex));
-        for ((model, class), counts) in vertex {
-            (self.sink)(&self.vertex_line(&model, class, &counts, now));
+        for (model, classes) in vertex {
+            for (class, counts) in classes {
+                (self.sink)(&self.vertex_line(&model, class, &counts, now));
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, RETRY_AFTER};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONNECTION, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode, Uri};
 use tokio::time::Instant;
 
@@ -149,8 +149,9 @@ impl Call<'_> {
             StatusCode::GATEWAY_TIMEOUT,
             format!(
                 "Vertex did not answer within the call's deadline ({} ms: VERTEX_BROKER_VERTEX_DEADLINE, \
-                 {TIMEOUT_HEADER}, x-server-timeout or the Lambda invocation's)",
-                allowed.as_millis()
+                 {}, x-server-timeout or the Lambda invocation's)",
+                allowed.as_millis(),
+                TIMEOUT_HEADER.as_str()
             ),
         )
     }
@@ -184,8 +185,20 @@ pub(super) fn pass_through(
 ) -> Response<ResponseBody> {
     let attempts = report.attempts;
     let (mut parts, body) = answer.into_parts();
-    let named: Vec<String> = parts
-        .headers
+    parts.headers = returned(std::mem::take(&mut parts.headers));
+    redactor.headers(&mut parts.headers);
+    if let Some(s) = retry_after {
+        parts.headers.entry(RETRY_AFTER).or_insert(HeaderValue::from(s));
+    }
+    parts.headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+    Response::from_parts(parts, Either::Right(Download::new(body, report, dialect, redactor, deadline)))
+}
+
+/// The answer's headers that may go back: one pass, each kept header moved once, instead of a
+/// lookup per header that may not (each hashing its name).
+pub(super) fn returned(headers: HeaderMap) -> HeaderMap {
+    // Names the answer's own `Connection` lists are hop-by-hop too (RFC 9110 §7.6.1).
+    let named: Vec<String> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -193,15 +206,20 @@ pub(super) fn pass_through(
         .map(|n| n.trim().to_ascii_lowercase())
         .filter(|n| !n.is_empty())
         .collect();
-    for name in named.iter().map(String::as_str).chain(NOT_RETURNED) {
-        parts.headers.remove(name);
+    let mut kept = HeaderMap::with_capacity(headers.len() + 1);
+    let mut name = None;
+    for (n, value) in headers {
+        // `None`: another value of the previous header.
+        if let Some(n) = n {
+            name = Some(n);
+        }
+        let Some(n) = name.as_ref() else { continue };
+        let n_str = n.as_str();
+        if !NOT_RETURNED.contains(&n_str) && !named.iter().any(|c| c == n_str) {
+            kept.append(n.clone(), value);
+        }
     }
-    redactor.headers(&mut parts.headers);
-    if let Some(s) = retry_after {
-        parts.headers.entry(RETRY_AFTER).or_insert(HeaderValue::from(s));
-    }
-    parts.headers.insert(HeaderName::from_static(ATTEMPTS_HEADER), HeaderValue::from(attempts));
-    Response::from_parts(parts, Either::Right(Download::new(body, report, dialect, redactor, deadline)))
+    kept
 }
 
 pub(super) fn forwarded(headers: &HeaderMap) -> HeaderMap {

@@ -37,7 +37,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderName, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::time::Instant;
 
@@ -62,11 +62,13 @@ use crate::google::scopes::ScopeKey;
 pub type ResponseBody = Either<Full<Bytes>, Download>;
 
 /// Header naming the account to call as (the path prefix `/vertex/accounts/{email}/` also does).
-pub const ACCOUNT_HEADER: &str = "x-vertex-broker-account";
+pub const ACCOUNT_HEADER: HeaderName = HeaderName::from_static("x-vertex-broker-account");
 /// Header bounding a call's retries to this many milliseconds from its arrival.
-pub const TIMEOUT_HEADER: &str = "x-vertex-broker-timeout-ms";
+pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-vertex-broker-timeout-ms");
 /// Header on every forwarded answer: how many attempts it took.
-pub const ATTEMPTS_HEADER: &str = "x-vertex-broker-attempts";
+pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-vertex-broker-attempts");
+/// Google's own header, which the SDKs send when given a timeout (seconds).
+const SERVER_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-server-timeout");
 /// Request bodies held at once (retry copies, bodies read whole), broker-wide.
 const HELD_BUDGET: usize = 64 * 1024 * 1024;
 /// Kept back from a Lambda invocation's deadline: the function still has to answer.
@@ -119,13 +121,12 @@ impl Gateway {
     /// function still has to answer).
     fn deadlines(&self, headers: &HeaderMap, lambda: Option<Instant>, arrived: Instant) -> Deadlines {
         let mut end = arrived + self.settings.deadline;
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        if let Some(ms) = header(TIMEOUT_HEADER).and_then(|v| v.parse::<u64>().ok()) {
+        let header = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        if let Some(ms) = header(&TIMEOUT_HEADER).and_then(|v| v.parse::<u64>().ok()) {
             end = end.min(arrived + Duration::from_millis(ms));
         }
-        // Google's own header, which the SDKs send when given a timeout (seconds).
         if let Some(s) =
-            header("x-server-timeout").and_then(|v| v.parse::<f64>().ok()).filter(|s| s.is_finite() && *s > 0.0)
+            header(&SERVER_TIMEOUT_HEADER).and_then(|v| v.parse::<f64>().ok()).filter(|s| s.is_finite() && *s > 0.0)
         {
             end = end.min(arrived + Duration::from_secs_f64(s.min(3600.0)));
         }
@@ -170,7 +171,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
     let name = call
         .account
         .clone()
-        .or_else(|| parts.headers.get(ACCOUNT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string))
+        .or_else(|| parts.headers.get(&ACCOUNT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string))
         .unwrap_or_else(|| "default".to_string());
     let (request_id, lambda_deadline) = match broker.invocation() {
         Some(i) => (i.request_id, Some(i.deadline)),
@@ -281,7 +282,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::forward::forwarded;
+    use super::forward::{forwarded, returned};
     use super::*;
     use hyper::header::{HeaderName, HeaderValue};
 
@@ -298,7 +299,7 @@ mod tests {
         );
         h.insert(TIMEOUT_HEADER, HeaderValue::from_static("1500"));
         assert_eq!(g.deadlines(&h, None, now).end, at(1500));
-        h.insert("x-server-timeout", HeaderValue::from_static("0.5"));
+        h.insert(SERVER_TIMEOUT_HEADER, HeaderValue::from_static("0.5"));
         assert_eq!(g.deadlines(&h, None, now).end, at(500));
         assert_eq!(
             g.deadlines(&h, Some(at(300)), now),
@@ -306,7 +307,7 @@ mod tests {
             "the invocation's; its retries a margin earlier"
         );
         assert_eq!(g.deadlines(&h, Some(at(100)), now), Deadlines { end: at(100), retries: now }, "no time to retry");
-        h.insert("x-server-timeout", HeaderValue::from_static("NaN"));
+        h.insert(SERVER_TIMEOUT_HEADER, HeaderValue::from_static("NaN"));
         assert_eq!(g.deadlines(&h, None, now).end, at(1500), "nonsense is ignored");
     }
 
@@ -320,6 +321,34 @@ mod tests {
         let second = g.sent_token("ya29.two").unwrap();
         assert!(!Arc::ptr_eq(&first, &second) && second.is("ya29.two"));
         assert!(g.sent_token("bad\ntoken").is_none(), "not a header value");
+    }
+
+    #[test]
+    fn hop_by_hop_and_vertex_own_headers_do_not_come_back() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "application/json"),
+            ("connection", "keep-alive, X-Hop"),
+            ("connection", "x-other-hop"),
+            ("x-hop", "1"),
+            ("x-other-hop", "2"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authenticate", "Basic"),
+            ("transfer-encoding", "chunked"),
+            ("set-cookie", "a=b"),
+            ("vary", "Origin"),
+            ("vary", "X-Origin"),
+            ("x-goog-request-id", "r"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let back = returned(h);
+        let mut names: Vec<(&str, &str)> = back.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [("content-type", "application/json"), ("vary", "Origin"), ("vary", "X-Origin"), ("x-goog-request-id", "r")]
+        );
     }
 
     #[test]

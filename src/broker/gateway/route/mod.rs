@@ -94,10 +94,11 @@ impl VertexCall {
             }
             under => (Scope::Unlocated, None, location.to_string(), under),
         };
-        let fitting: Vec<_> =
-            ROWS.iter().filter(|r| r.scope == scope).filter_map(|r| Some((r, r.fit(under)?))).collect();
-        let Some((row, fit)) = fitting.iter().find(|(r, _)| r.method == method.as_str()) else {
-            if fitting.is_empty() {
+        let fits = || ROWS.iter().filter(|r| r.scope == scope).filter_map(|r| Some((r, r.fit(under)?)));
+        // The rows are walked again, collected, only to say why nothing fitted.
+        let Some((row, fit)) = fits().find(|(r, _)| r.method == method.as_str()) else {
+            let allowed: Vec<&str> = fits().map(|(r, _)| r.method).collect();
+            if allowed.is_empty() {
                 return Err(Refusal::not_found(format!(
                     "{} is not a Vertex call the gateway forwards: model calls, OpenAI-compatible chat \
                      completions, Claude, context caches, batch jobs and operations (see the README's table); \
@@ -105,7 +106,6 @@ impl VertexCall {
                     crate::text::printable(resource)
                 )));
             }
-            let allowed: Vec<&str> = fitting.iter().map(|(r, _)| r.method).collect();
             return Err(Refusal::method(format!(
                 "method {} is not forwarded for this path; it takes {}",
                 crate::text::printable(method.as_str()),

@@ -178,14 +178,14 @@ pub struct Fit<'a> {
 impl Row {
     /// What `segments` fit, if they fit this row's shape (any method).
     pub fn fit<'a>(&self, segments: &[&'a str]) -> Option<Fit<'a>> {
-        // Walked in place, not collected: every row is tried on every call.
-        let len = self.shape.bytes().filter(|&b| b == b'/').count() + 1;
-        if len != segments.len() {
-            return None;
-        }
+        // Walked in place, not collected, and left at the first mismatch: every row is tried on
+        // every call.
+        let mut shape = self.shape.split('/');
+        let len = segments.len();
         let mut fit = Fit::default();
         let mut previous = "";
-        for (i, (want, got)) in self.shape.split('/').zip(segments).enumerate() {
+        for (i, got) in segments.iter().enumerate() {
+            let want = shape.next()?;
             let last = i + 1 == len;
             let (want, want_verb) = match want.split_once(':') {
                 Some((w, v)) => (w, Some(v)),
@@ -216,6 +216,7 @@ impl Row {
             }
             previous = want;
         }
-        Some(fit)
+        // The shape has more segments than the path.
+        shape.next().is_none().then_some(fit)
     }
 }
