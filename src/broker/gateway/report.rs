@@ -6,15 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::usage::Usage;
 use crate::broker::metrics::{Metrics, VertexCallMetric};
 
-/// The audit line of one gateway call.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The audit line of one gateway call, written as one JSON object by [`AuditLine::write`].
+#[derive(Debug)]
 pub struct AuditLine<'a> {
     /// Always `vertex-broker.audit`, to filter on in CloudWatch Logs Insights.
     pub event: &'static str,
@@ -31,8 +29,66 @@ pub struct AuditLine<'a> {
     /// `complete`, `caller_went_away`, `upstream_broke_off`, `deadline_passed` (the answer was
     /// cut at the call's deadline), or `refused` (the gateway answered itself).
     pub outcome: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+}
+
+impl AuditLine<'_> {
+    /// The line, camelCase members, `usage` left out when unknown. Written member by member
+    /// rather than through serde's derive: a line per call, and its strings rarely need escaping.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"event\":");
+        json_str(out, self.event);
+        for (name, value) in [
+            ("requestId", self.request_id),
+            ("account", self.account),
+            ("model", self.model),
+            ("method", self.method),
+        ] {
+            member(out, name);
+            json_str(out, value);
+        }
+        member(out, "status");
+        json_number(out, self.status);
+        member(out, "latencyMs");
+        json_number(out, self.latency_ms);
+        member(out, "attempts");
+        json_number(out, self.attempts);
+        member(out, "outcome");
+        json_str(out, self.outcome);
+        if let Some(u) = self.usage {
+            out.extend_from_slice(b",\"usage\":{\"promptTokenCount\":");
+            json_number(out, u.prompt_token_count);
+            out.extend_from_slice(b",\"candidatesTokenCount\":");
+            json_number(out, u.candidates_token_count);
+            out.extend_from_slice(b",\"totalTokenCount\":");
+            json_number(out, u.total_token_count);
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
+}
+
+/// `,"name":`
+fn member(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// A JSON string: copied as it is when nothing in it needs escaping, else escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// A number as serde_json writes it.
+fn json_number(out: &mut Vec<u8>, n: impl serde::Serialize) {
+    let _ = serde_json::to_writer(&mut *out, &n);
 }
 
 /// Everything known about a call when its answer starts; finished when the answer ends.
@@ -86,10 +142,9 @@ impl CallReport {
                 usage,
             };
             let mut json = Vec::with_capacity(384);
-            if serde_json::to_writer(&mut json, &line).is_ok() {
-                json.push(b'\n');
-                crate::telemetry::emit_line(&json);
-            }
+            line.write(&mut json);
+            json.push(b'\n');
+            crate::telemetry::emit_line(&json);
         }
     }
 }
@@ -123,6 +178,41 @@ fn millis(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_line_is_json_with_every_member_and_strings_escaped() {
+        let line = |model: &str, usage| {
+            let mut out = Vec::new();
+            AuditLine {
+                event: "vertex-broker.audit",
+                request_id: "0b3f-id",
+                account: "sa@p.iam.gserviceaccount.com",
+                model,
+                method: "generateContent",
+                status: 429,
+                latency_ms: 12.345,
+                attempts: 3,
+                outcome: "complete",
+                usage,
+            }
+            .write(&mut out);
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let usage = Usage { prompt_token_count: 2, candidates_token_count: 3, total_token_count: 5 };
+        assert_eq!(
+            line("gemini-2.0-flash", Some(usage)),
+            serde_json::json!({
+                "event": "vertex-broker.audit", "requestId": "0b3f-id", "account": "sa@p.iam.gserviceaccount.com",
+                "model": "gemini-2.0-flash", "method": "generateContent", "status": 429, "latencyMs": 12.345,
+                "attempts": 3, "outcome": "complete",
+                "usage": {"promptTokenCount": 2, "candidatesTokenCount": 3, "totalTokenCount": 5}
+            })
+        );
+        let odd = "a\"b\\c\nd\u{1}é😀";
+        let v = line(odd, None);
+        assert_eq!(v["model"], odd, "quotes, backslashes, control and non-ASCII characters survive");
+        assert!(v.get("usage").is_none(), "left out when unknown");
+    }
 
     #[test]
     fn request_ids_are_uuids_and_never_repeat() {
