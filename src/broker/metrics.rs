@@ -148,11 +148,8 @@ impl Metrics {
         let class = status_class(call.status);
         let full = {
             let mut vertex = crate::lock(&self.vertex);
-            let model = if vertex.len() >= MAX_MODELS && !vertex.contains_key(call.model) {
-                "other"
-            } else {
-                call.model
-            };
+            let model =
+                if vertex.len() >= MAX_MODELS && !vertex.contains_key(call.model) { "other" } else { call.model };
             if !vertex.contains_key(model) {
                 vertex.insert(model.to_string(), BTreeMap::new());
             }

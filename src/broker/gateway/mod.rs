@@ -347,7 +347,12 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            [("content-type", "application/json"), ("vary", "Origin"), ("vary", "X-Origin"), ("x-goog-request-id", "r")]
+            [
+                ("content-type", "application/json"),
+                ("vary", "Origin"),
+                ("vary", "X-Origin"),
+                ("x-goog-request-id", "r")
+            ]
         );
     }
 

@@ -38,12 +38,9 @@ impl AuditLine<'_> {
     pub fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"event\":");
         json_str(out, self.event);
-        for (name, value) in [
-            ("requestId", self.request_id),
-            ("account", self.account),
-            ("model", self.model),
-            ("method", self.method),
-        ] {
+        for (name, value) in
+            [("requestId", self.request_id), ("account", self.account), ("model", self.model), ("method", self.method)]
+        {
             member(out, name);
             json_str(out, value);
         }
