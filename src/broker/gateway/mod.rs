@@ -183,7 +183,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Respons
         request_id,
         account: name.clone(),
         model: call.model_label(),
-        method: call.method.clone(),
+        method: call.method,
         status: 0,
         started: arrived,
         attempts: 0,

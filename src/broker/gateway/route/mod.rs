@@ -30,7 +30,7 @@ pub struct VertexCall {
     /// The model the call names (path or body), if any.
     pub model: Option<ModelName>,
     /// The call's name: the verb after `:` (`generateContent`), or the row's (`cachedContents.get`).
-    pub method: String,
+    pub method: &'static str,
     /// Whether the answer is a stream (SSE or a streamed JSON array): retried only before its
     /// first byte.
     pub streaming: bool,
@@ -126,7 +126,7 @@ impl VertexCall {
             rest: under.join("/"),
             account,
             model,
-            method: if row.name.is_empty() { verb.unwrap_or("-").to_string() } else { row.name.to_string() },
+            method: if row.name.is_empty() { verb.unwrap_or("-") } else { row.name },
             streaming: verb.is_some_and(|v| STREAM_VERBS.contains(&v)),
             body: row.body,
             dialect: row.dialect,
@@ -195,16 +195,25 @@ impl VertexCall {
     pub fn url(&self, base: Option<&str>, global_instead: bool) -> String {
         let location = if global_instead { "global" } else { self.location.as_str() };
         let host = match base {
-            Some(base) => base.trim_end_matches('/').to_string(),
-            None => host(location),
+            Some(base) => std::borrow::Cow::Borrowed(base.trim_end_matches('/')),
+            None => std::borrow::Cow::Owned(host(location)),
         };
-        let mut url = match &self.project {
-            Some(p) => format!("{host}/{}/projects/{p}/locations/{location}/{}", self.version, self.rest),
-            None => format!("{host}/{}/{}", self.version, self.rest),
-        };
-        if let Some(q) = &self.query {
+        // Pushed piece by piece into one allocation: built on every attempt.
+        let query = self.query.as_deref().unwrap_or_default();
+        let mut url = String::with_capacity(host.len() + 48 + location.len() + self.rest.len() + query.len());
+        url.push_str(&host);
+        url.push('/');
+        url.push_str(self.version);
+        if let Some(p) = &self.project {
+            for piece in ["/projects/", p, "/locations/", location] {
+                url.push_str(piece);
+            }
+        }
+        url.push('/');
+        url.push_str(&self.rest);
+        if !query.is_empty() {
             url.push('?');
-            url.push_str(q);
+            url.push_str(query);
         }
         url
     }

@@ -172,7 +172,7 @@ pub struct Fit<'a> {
     /// `{endpoint}`.
     pub endpoint: Option<&'a str>,
     /// `:{verb}`.
-    pub verb: Option<&'a str>,
+    pub verb: Option<&'static str>,
 }
 
 impl Row {
@@ -198,8 +198,9 @@ impl Row {
             };
             match (want_verb, got_verb) {
                 (None, None) => {}
-                (Some("{verb}"), Some(v)) if self.verbs.contains(&v) => fit.verb = Some(v),
-                (Some(w), Some(v)) if w == v => fit.verb = Some(v),
+                // The table's own string: the call's name without a copy of the path's.
+                (Some("{verb}"), Some(v)) => fit.verb = Some(self.verbs.iter().copied().find(|w| *w == v)?),
+                (Some(w), Some(v)) if w == v => fit.verb = Some(w),
                 _ => return None,
             }
             match want {

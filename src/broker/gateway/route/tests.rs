@@ -14,7 +14,7 @@ fn parse(path: &str, method: Method) -> Result<VertexCall, Refusal> {
 fn a_model_call_goes_to_its_region_or_global() {
     let call = parse(GEN, Method::POST).unwrap();
     assert_eq!(
-        (call.model_label().as_str(), call.method.as_str(), call.streaming),
+        (call.model_label().as_str(), call.method, call.streaming),
         ("gemini-2.5-flash", "generateContent", false)
     );
     assert_eq!(
@@ -71,7 +71,7 @@ fn streams_accounts_endpoints_and_reads() {
     assert_eq!(predict.model_label(), "endpoints/123");
     assert!(!predict.may_use_global());
     let read = parse("/vertex/v1beta1/projects/p/locations/us-east1/publishers/google/models/m", Method::GET).unwrap();
-    assert_eq!((read.method.as_str(), read.model_label().as_str()), ("get", "m"));
+    assert_eq!((read.method, read.model_label().as_str()), ("get", "m"));
 }
 
 #[test]
@@ -118,11 +118,7 @@ fn every_row_of_the_table() {
     ] {
         let call =
             parse(&format!("{base}/{path}"), method.clone()).unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
-        assert_eq!(
-            (call.method.as_str(), call.model_label().as_str(), call.streaming),
-            (name, model, streaming),
-            "{path}"
-        );
+        assert_eq!((call.method, call.model_label().as_str(), call.streaming), (name, model, streaming), "{path}");
         assert!(
             call.url(None, false).ends_with(&format!("/v1beta1/projects/p/locations/us-central1/{path}")),
             "{path}"
@@ -141,7 +137,7 @@ fn every_row_of_the_table() {
 fn a_path_without_a_location_goes_to_the_configured_one() {
     let path = "/vertex/v1beta1/publishers/google/models/gemini-2.5-flash";
     let call = VertexCall::parse(path, None, &Method::GET, "eu").unwrap();
-    assert_eq!((call.method.as_str(), call.model_label().as_str()), ("get", "gemini-2.5-flash"));
+    assert_eq!((call.method, call.model_label().as_str()), ("get", "gemini-2.5-flash"));
     assert_eq!(
         call.url(None, false),
         "https://aiplatform.eu.rep.googleapis.com/v1beta1/publishers/google/models/gemini-2.5-flash"
