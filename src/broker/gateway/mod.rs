@@ -323,10 +323,18 @@ mod tests {
         assert!(g.sent_token("bad\ntoken").is_none(), "not a header value");
     }
 
+    /// Headers from name-value pairs, repeated names appended.
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        h
+    }
+
     #[test]
     fn hop_by_hop_and_vertex_own_headers_do_not_come_back() {
-        let mut h = HeaderMap::new();
-        for (k, v) in [
+        let h = headers(&[
             ("content-type", "application/json"),
             ("connection", "keep-alive, X-Hop"),
             ("connection", "x-other-hop"),
@@ -339,9 +347,7 @@ mod tests {
             ("vary", "Origin"),
             ("vary", "X-Origin"),
             ("x-goog-request-id", "r"),
-        ] {
-            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
-        }
+        ]);
         let back = returned(h);
         let mut names: Vec<(&str, &str)> = back.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
         names.sort();
@@ -358,8 +364,7 @@ mod tests {
 
     #[test]
     fn only_listed_headers_go_upstream() {
-        let mut h = HeaderMap::new();
-        for (k, v) in [
+        let mut h = headers(&[
             ("authorization", "Bearer caller"),
             ("cookie", "a=b"),
             ("content-type", "application/json"),
@@ -369,9 +374,7 @@ mod tests {
             ("anthropic-version", "2023-06-01"),
             ("accept-language", "*"),
             ("sec-fetch-mode", "cors"),
-        ] {
-            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
-        }
+        ]);
         let out = forwarded(&h);
         let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         names.sort();
