@@ -49,7 +49,8 @@ async fn wait_answering(url: &str) {
     panic!("{url} does not answer");
 }
 
-/// One target of the rounds: its URL and the process whose CPU is its cost (none: direct).
+/// One target of the rounds: its URL and the process (the floor: the thread) whose CPU is its
+/// cost (none: direct).
 struct Target {
     name: String,
     url: String,

@@ -265,12 +265,11 @@ async fn it_federates_with_ecs_task_credentials_and_with_eks_pod_identity() {
 async fn the_other_architectures_image_serves_a_rotated_key_and_turns_healthy() {
     let image = foreign_image();
     let platform = docker(&["image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image]);
-    let expected = FOREIGN.platform;
-    assert_eq!(String::from_utf8_lossy(&platform.stdout).trim(), expected);
+    assert_eq!(String::from_utf8_lossy(&platform.stdout).trim(), FOREIGN.platform);
 
     let f = support::Fixture::new("image-foreign").await;
     let port = support::free_port();
-    let c = Container::run(image, &rotated_key_env(&f, port), &["--platform", expected]);
+    let c = Container::run(image, &rotated_key_env(&f, port), &["--platform", FOREIGN.platform]);
     // Emulated: a slower start than the native image's.
     support::wait_for("the emulated broker listening", Duration::from_secs(30), || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)

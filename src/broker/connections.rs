@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -54,8 +53,13 @@ impl Activity {
         self.0.store(sequence << 1 | u64::from(busy), Ordering::Relaxed);
     }
 
+    /// The whole word: it changes whenever a request starts or ends.
+    fn word(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
     fn busy(&self) -> bool {
-        self.0.load(Ordering::Relaxed) & 1 == 1
+        self.word() & 1 == 1
     }
 
     fn last_active(&self) -> u64 {
@@ -183,7 +187,7 @@ impl Connections {
     fn sweep(&self) {
         let mut table = self.table();
         table.open.retain(|_, entry| {
-            let word = entry.activity.0.load(Ordering::Relaxed);
+            let word = entry.activity.word();
             if word & 1 == 1 || word != entry.seen {
                 (entry.seen, entry.unchanged) = (word, 0);
                 return true;

@@ -194,7 +194,7 @@ pub(super) fn pass_through(
     Response::from_parts(parts, Either::Right(Download::new(body, report, dialect, redactor, deadline)))
 }
 
-/// The answer's headers that may go back: one pass, each kept header moved once, instead of a
+/// The answer's headers that may go back: one pass that moves each kept value, instead of a
 /// lookup per header that may not (each hashing its name).
 pub(super) fn returned(headers: HeaderMap) -> HeaderMap {
     // Names the answer's own `Connection` lists are hop-by-hop too (RFC 9110 §7.6.1).

@@ -5,6 +5,8 @@
 
 pub mod table;
 
+use std::borrow::Cow;
+
 use hyper::{Method, StatusCode};
 
 use self::table::{BodyModel, Dialect, Scope, ROWS, STREAM_VERBS};
@@ -194,18 +196,22 @@ impl VertexCall {
     /// `global` location (the fall-back on 429).
     pub fn url(&self, base: Option<&str>, global_instead: bool) -> String {
         let location = if global_instead { "global" } else { self.location.as_str() };
-        let host = match base {
-            Some(base) => std::borrow::Cow::Borrowed(base.trim_end_matches('/')),
-            None => std::borrow::Cow::Owned(host(location)),
+        let origin = match base {
+            Some(base) => Cow::Borrowed(base.trim_end_matches('/')),
+            None => Cow::Owned(host(location)),
         };
         // Pushed piece by piece into one allocation: built on every attempt.
+        let project = self.project.as_deref().unwrap_or_default();
         let query = self.query.as_deref().unwrap_or_default();
-        let mut url = String::with_capacity(host.len() + 48 + location.len() + self.rest.len() + query.len());
-        url.push_str(&host);
+        let fixed = "/v1beta1/projects//locations//?".len();
+        let mut url = String::with_capacity(
+            fixed + origin.len() + project.len() + location.len() + self.rest.len() + query.len(),
+        );
+        url.push_str(&origin);
         url.push('/');
         url.push_str(self.version);
-        if let Some(p) = &self.project {
-            for piece in ["/projects/", p, "/locations/", location] {
+        if self.project.is_some() {
+            for piece in ["/projects/", project, "/locations/", location] {
                 url.push_str(piece);
             }
         }
